@@ -1,0 +1,165 @@
+"""Stateless math and its derivatives: softmax, log-softmax, GELU, ReLU, masks, attention.
+
+Notation: B batch, H heads, T length (Tq queries, Tk keys), Dh head size, V vocabulary.
+Every ``*_backward`` takes what the forward returned (or cached) plus the upstream
+gradient ``g`` and returns the gradient with respect to the forward's input. None of
+them builds a Jacobian: each is one or two element-wise passes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_C = 0.044715
+
+
+# ---- softmax ----------------------------------------------------------------------
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """s = exp(x - max x) / sum(exp(x - max x)); subtracting the max keeps exp finite."""
+    s = x - x.max(axis=axis, keepdims=True)
+    np.exp(s, out=s)
+    s /= s.sum(axis=axis, keepdims=True)
+    return s
+
+
+def softmax_backward(s: np.ndarray, g: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Given s = softmax(x) and g = dL/ds: dx = s * (g - sum(g * s)).
+
+    (The Jacobian is diag(s) - s sᵀ; multiplying it by g gives the line above.)
+    """
+    return s * (g - (g * s).sum(axis=axis, keepdims=True))
+
+
+def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """log s = (x - max x) - log(sum(exp(x - max x))): stable for logits of any size."""
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def log_softmax_backward(logp: np.ndarray, g: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Given logp = log_softmax(x) and g = dL/dlogp: dx = g - exp(logp) * sum(g)."""
+    return g - np.exp(logp) * g.sum(axis=axis, keepdims=True)
+
+
+def masked_softmax(x: np.ndarray, mask: np.ndarray | None, axis: int = -1) -> np.ndarray:
+    """Softmax over the entries where ``mask`` is True; masked entries get exactly 0.
+
+    A row with no allowed entry gives all zeros, never NaN: its max is taken as 0 and
+    its denominator as 1. No magic ``-1e9``: ``np.where`` removes masked entries. The
+    backward is ``softmax_backward`` (masked entries have s = 0, so their gradient is 0).
+    Works in place on ``x`` when ``mask`` is None, so pass a temporary.
+    """
+    if mask is None:
+        x -= x.max(axis=axis, keepdims=True)
+        np.exp(x, out=x)
+        x /= x.sum(axis=axis, keepdims=True)
+        return x
+    s = np.where(mask, x, -np.inf)
+    m = s.max(axis=axis, keepdims=True)
+    m[~np.isfinite(m)] = 0.0  # fully masked row: nothing to subtract
+    s -= m
+    np.exp(s, out=s)  # exp(-inf) = 0 for masked entries
+    d = s.sum(axis=axis, keepdims=True)
+    d[d == 0] = 1.0  # fully masked row: 0 / 1 = 0
+    s /= d
+    return s
+
+
+# ---- activations --------------------------------------------------------------------
+def gelu(x: np.ndarray) -> np.ndarray:
+    """tanh-GELU: 0.5·x·(1 + tanh(z)), z = √(2/π)(x + 0.044715x³).
+
+    Computed as x·σ(2z), since 0.5(1 + tanh z) = σ(2z) and a sigmoid is cheaper than tanh.
+    """
+    return x * _gelu_sigmoid(x)
+
+
+def _gelu_sigmoid(x: np.ndarray) -> np.ndarray:
+    """σ(2z) = 1 / (1 + exp(-2z)) with z = √(2/π)(x + 0.044715x³), in x's dtype."""
+    t = x * x
+    t *= _GELU_C
+    t += 1.0
+    t *= x
+    t *= -2.0 * _SQRT_2_OVER_PI  # t = -2z
+    np.clip(t, -80.0, 80.0, out=t)  # exp stays finite in float32; σ is 0 or 1 out there anyway
+    np.exp(t, out=t)
+    t += 1.0
+    np.reciprocal(t, out=t)
+    return t
+
+
+def gelu_backward(x: np.ndarray, g: np.ndarray, s: np.ndarray | None = None) -> np.ndarray:
+    """d gelu/dx = s + 2x·s(1-s)·√(2/π)(1 + 3·0.044715x²), with s = σ(2z).
+
+    (From 0.5(1+tanh z) + 0.5x(1-tanh²z)z', using 1+tanh z = 2s and 1-tanh²z = 4s(1-s).)
+    ``s`` may be passed from the forward to skip recomputing it.
+    """
+    if s is None:
+        s = _gelu_sigmoid(x)
+    d = x * x
+    d *= 3.0 * _GELU_C
+    d += 1.0
+    d *= x
+    d *= 2.0 * _SQRT_2_OVER_PI
+    d *= s
+    d *= 1.0 - s
+    d += s
+    d *= g
+    return d
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """max(x, 0)."""
+    return np.maximum(x, 0)
+
+
+def relu_backward(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """dx = g where x > 0, else 0."""
+    return g * (x > 0)
+
+
+# ---- masks ------------------------------------------------------------------------
+def padding_mask(tokens: np.ndarray, pad_id: int = 0) -> np.ndarray:
+    """(B, T) tokens → (B, 1, 1, T) bool mask, True where a key may be attended (not PAD)."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2:
+        raise ValueError(f"padding_mask expects tokens of shape (B, T), got shape {tokens.shape}")
+    return (tokens != pad_id)[:, None, None, :]
+
+
+def causal_mask(T: int) -> np.ndarray:
+    """(1, 1, T, T) bool mask, True on and below the diagonal: query i sees keys 0..i."""
+    if int(T) != T or T < 1:
+        raise ValueError(f"causal_mask length must be a positive integer, got {T!r}")
+    return np.tril(np.ones((int(T), int(T)), dtype=bool))[None, None]
+
+
+# ---- scaled dot-product attention ---------------------------------------------------
+def attention(q, k, v, mask=None):
+    """softmax(q kᵀ / √Dh) v with a boolean mask (True = may attend).
+
+    q (B, H, Tq, Dh), k and v (B, H, Tk, Dh), mask broadcastable to (B, H, Tq, Tk).
+    Returns (out (B, H, Tq, Dh), p (B, H, Tq, Tk)). A fully masked query row gives zeros.
+    """
+    scores = q @ k.swapaxes(-1, -2)  # (B, H, Tq, Tk)
+    scores *= 1.0 / math.sqrt(q.shape[-1])
+    p = masked_softmax(scores, mask)
+    return p @ v, p  # (B, H, Tq, Dh)
+
+
+def attention_backward(q, k, v, p, g):
+    """Gradients of ``attention`` given its inputs, its weights p and g = dL/dout.
+
+    dv = pᵀ g;  dp = g vᵀ;  ds = p (dp - sum(dp p));  dq = ds k / √Dh;  dk = dsᵀ q / √Dh.
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    dv = p.swapaxes(-1, -2) @ g  # (B, H, Tk, Dh)
+    dp = g @ v.swapaxes(-1, -2)  # (B, H, Tq, Tk)
+    ds = softmax_backward(p, dp)
+    ds *= scale
+    dq = ds @ k  # (B, H, Tq, Dh)
+    dk = ds.swapaxes(-1, -2) @ q  # (B, H, Tk, Dh)
+    return dq, dk, dv

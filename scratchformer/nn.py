@@ -1,0 +1,220 @@
+"""The layers: Linear, Embedding, PositionalEncoding, LayerNorm, Dropout, FeedForward.
+
+Notation: B batch, T length, D d_model, F d_ff, V vocabulary, N = B·T rows.
+Each layer's ``forward`` caches exactly what its ``backward`` needs; ``backward(g)``
+walks the forward in reverse, *adds* into every parameter's ``.grad`` and returns the
+gradient with respect to the layer's input. ``MultiHeadAttention`` lives in
+``attention.py`` and is re-exported here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import functional as F
+from .attention import KVCache, MultiHeadAttention
+from .module import Module, ModuleList, Parameter
+
+__all__ = [
+    "Parameter", "Module", "ModuleList", "Linear", "Embedding", "PositionalEncoding",
+    "LayerNorm", "Dropout", "FeedForward", "MultiHeadAttention", "KVCache",
+]
+
+
+def _rng(rng: np.random.Generator | None) -> np.random.Generator:
+    return rng if rng is not None else np.random.default_rng(0)
+
+
+class Linear(Module):
+    """y = x @ weightᵀ + bias, weight (out, in), bias (out,) — PyTorch's layout.
+
+    Backward (x flattened to (N, in), g to (N, out)):
+    dweight += gᵀ x,  dbias += Σ_rows g,  dx = g @ weight.
+    Weights start Xavier-uniform (±√(6/(in+out))), biases at zero.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 rng: np.random.Generator | None = None, dtype=np.float32):
+        limit = math.sqrt(6.0 / (in_features + out_features))
+        w = _rng(rng).uniform(-limit, limit, size=(out_features, in_features))
+        self.weight = Parameter(w.astype(dtype))
+        self.bias = Parameter(np.zeros(out_features, dtype=dtype)) if bias else None
+        self.in_features, self.out_features = in_features, out_features
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear expects last dimension {self.in_features}, got shape {x.shape}")
+        self._x = x
+        y = x.reshape(-1, self.in_features) @ self.weight.data.T  # (N, out): one large matmul
+        if self.bias is not None:
+            y += self.bias.data
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        x2 = self._x.reshape(-1, self.in_features)  # (N, in)
+        g2 = g.reshape(-1, self.out_features)  # (N, out)
+        self.weight.grad += g2.T @ x2  # (out, in)
+        if self.bias is not None:
+            self.bias.grad += g2.sum(axis=0)
+        return (g2 @ self.weight.data).reshape(self._x.shape)  # (..., in)
+
+
+def scatter_add_rows(target: np.ndarray, idx: np.ndarray, rows: np.ndarray) -> None:
+    """target[idx[i]] += rows[i] for every i, repeated indices summed.
+
+    Faster than ``np.add.at``: sort the indices, sum each run with ``np.add.reduceat``.
+    """
+    order = np.argsort(idx, kind="stable")
+    sorted_idx = idx[order]
+    starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
+    target[sorted_idx[starts]] += np.add.reduceat(rows[order], starts, axis=0)
+
+
+class Embedding(Module):
+    """A lookup table: ids (B, T) → weight[ids] (B, T, D); weight (V, D) ~ N(0, 1/D).
+
+    Backward: dweight[id] += g at every position holding ``id`` (ids have no gradient).
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int,
+                 rng: np.random.Generator | None = None, dtype=np.float32, name: str = "tokens"):
+        w = _rng(rng).normal(0.0, embedding_dim ** -0.5, size=(num_embeddings, embedding_dim))
+        self.weight = Parameter(w.astype(dtype))
+        self.num_embeddings, self.embedding_dim, self.name = num_embeddings, embedding_dim, name
+
+    def forward(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"{self.name} must hold integer token ids, got dtype {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
+            bad = ids[(ids < 0) | (ids >= self.num_embeddings)].flat[0]
+            raise ValueError(
+                f"token id {bad} out of range for vocab_size {self.num_embeddings} ({self.name})")
+        self._ids = ids
+        return self.weight.data[ids]  # (..., D)
+
+    def backward(self, g: np.ndarray) -> None:
+        scatter_add_rows(self.weight.grad, self._ids.ravel(), g.reshape(-1, self.embedding_dim))
+        return None
+
+
+class PositionalEncoding(Module):
+    """Adds the sinusoidal table (a buffer, not a parameter):
+
+    PE[pos, 2i] = sin(pos / 10000^(2i/D)),  PE[pos, 2i+1] = cos(pos / 10000^(2i/D)).
+    ``start`` offsets the positions (incremental decoding). Backward is the identity.
+    """
+
+    def __init__(self, d_model: int, max_len: int = 512, dtype=np.float32):
+        pos = np.arange(max_len)[:, None]  # (max_len, 1)
+        inv_freq = np.exp(-math.log(10000.0) * np.arange(0, d_model, 2) / d_model)  # (D/2,)
+        pe = np.zeros((max_len, d_model))
+        pe[:, 0::2] = np.sin(pos * inv_freq)
+        pe[:, 1::2] = np.cos(pos * inv_freq[: d_model // 2])
+        self.pe = pe.astype(dtype)  # (max_len, D)
+        self.max_len = max_len
+
+    def forward(self, x: np.ndarray, start: int = 0) -> np.ndarray:
+        T = x.shape[1]
+        if start + T > self.max_len:
+            raise ValueError(f"sequence positions {start}..{start + T - 1} exceed max_len {self.max_len}")
+        return x + self.pe[start:start + T]  # (B, T, D)
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        return g
+
+
+class LayerNorm(Module):
+    """y = (x - mean) · rstd · weight + bias over the last axis, rstd = 1/√(var + eps).
+
+    Backward, with x̂ = (x - mean)·rstd and ĝ = g·weight (means over the last axis):
+    dx = rstd · (ĝ - mean(ĝ) - x̂ · mean(ĝ · x̂)),  dweight += Σ g·x̂,  dbias += Σ g.
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5, dtype=np.float32):
+        self.weight = Parameter(np.ones(d_model, dtype=dtype))
+        self.bias = Parameter(np.zeros(d_model, dtype=dtype))
+        self.eps = eps
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        mean = x.mean(axis=-1, keepdims=True)  # (B, T, 1)
+        xhat = x - mean
+        var = np.mean(xhat * xhat, axis=-1, keepdims=True)
+        rstd = 1.0 / np.sqrt(var + self.eps)  # (B, T, 1)
+        xhat *= rstd  # (B, T, D)
+        self._xhat, self._rstd = xhat, rstd
+        return xhat * self.weight.data + self.bias.data
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        xhat, rstd = self._xhat, self._rstd
+        D = xhat.shape[-1]
+        g2 = g.reshape(-1, D)
+        self.weight.grad += np.einsum("nd,nd->d", g2, xhat.reshape(-1, D))
+        self.bias.grad += g2.sum(axis=0)
+        ghat = g * self.weight.data  # ĝ
+        dx = ghat - ghat.mean(axis=-1, keepdims=True)
+        dx -= xhat * np.mean(ghat * xhat, axis=-1, keepdims=True)
+        dx *= rstd
+        return dx
+
+
+class Dropout(Module):
+    """Training: y = x · m / (1 - p) with m ~ Bernoulli(1 - p); eval: y = x.
+
+    Backward: dx = g · m / (1 - p). Draws from ``rng`` (shared with the model, so a
+    seed fixes every mask).
+    """
+
+    def __init__(self, p: float = 0.1, rng: np.random.Generator | None = None):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout p must be in [0, 1), got {p}")
+        self.p = p
+        self._gen = _rng(rng)
+        self._mask = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not self.training or self.p == 0.0:
+            self._mask = None
+            return x
+        keep = self._gen.random(x.shape, dtype=np.float32) >= self.p
+        self._mask = keep.astype(x.dtype)
+        self._mask *= 1.0 / (1.0 - self.p)
+        return x * self._mask
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        return g if self._mask is None else g * self._mask
+
+
+class FeedForward(Module):
+    """Position-wise FFN: linear2(dropout(act(linear1(x)))), D → F → D; act is GELU or ReLU."""
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", dropout: float = 0.0,
+                 rng: np.random.Generator | None = None, dtype=np.float32,
+                 dropout_rng: np.random.Generator | None = None):
+        if activation not in ("gelu", "relu"):
+            raise ValueError(f"activation must be 'gelu' or 'relu', got {activation!r}")
+        rng = _rng(rng)
+        self.linear1 = Linear(d_model, d_ff, rng=rng, dtype=dtype)
+        self.linear2 = Linear(d_ff, d_model, rng=rng, dtype=dtype)
+        self.dropout = Dropout(dropout, dropout_rng if dropout_rng is not None else rng)
+        self.activation = activation
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        h = self.linear1(x)  # (B, T, F)
+        if self.activation == "gelu":
+            self._s = F._gelu_sigmoid(h)  # σ(2z), reused by the backward
+            a = h * self._s
+        else:
+            a = F.relu(h)
+        self._h = h
+        return self.linear2(self.dropout(a))  # (B, T, D)
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        da = self.dropout.backward(self.linear2.backward(g))  # (B, T, F)
+        if self.activation == "gelu":
+            dh = F.gelu_backward(self._h, da, self._s)
+        else:
+            dh = F.relu_backward(self._h, da)
+        return self.linear1.backward(dh)  # (B, T, D)
