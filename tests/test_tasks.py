@@ -51,7 +51,7 @@ def test_vocab_unknown_symbol_error_names_symbol_and_position():
 
 def test_vocab_decode_rejects_out_of_range_ids():
     v = Vocab(list("ab"))
-    with pytest.raises(ValueError, match=r"token id 5 at position 1 out of range for vocab_size 5"):
+    with pytest.raises(ValueError, match=r"token id 5 at position 1 out of range for vocab_size"):
         v.decode([3, 5])
 
 
@@ -394,3 +394,8 @@ def test_exclusion_works_when_row_keys_do_not_fit_int64():
     task.exclude([([s], [s]) for s in range(3, 3 + 49)])        # all length-1 but id 52
     short = [x for x, _ in task.sample(np.random.default_rng(0), 60000) if len(x) == 1]
     assert len(short) > 20 and set(map(tuple, short)) == {(52,)}
+
+
+def test_numpy_int_options_stay_json_able():
+    task = get_task("copy", max_len=np.int64(6), held_out_size=np.int32(10))
+    assert json.dumps(task.to_dict()) and task.options["max_len"] == 6

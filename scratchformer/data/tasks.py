@@ -8,6 +8,7 @@ Every task shares one interface (``task = get_task("reverse", max_len=12)``)::
     task.batch(rng, batch_size)      # (src, tgt_in, tgt_out)      int64, padded with PAD
     task.held_out(n, seed)           # a fixed evaluation set the samplers never yield
     task.encode_input(text), task.decode_output(ids)      # for the command line
+    task.max_src_len, task.max_tgt_len                    # longest src row, tgt_in/out row
 
 Batches follow the teacher-forcing layout (PAD = 0, BOS = 1, EOS = 2)::
 
@@ -28,6 +29,7 @@ training, and every length below stays fully trainable.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -69,6 +71,14 @@ def _teacher_forcing(y: np.ndarray, lengths: np.ndarray):
     return tgt_in, tgt_out
 
 
+def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """keys (B,) -> (B,) bool: is each key in ``sorted_keys``? (np.isin is ~40x slower here)."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    idx = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[idx] == keys
+
+
 def _check_int(task: str, name: str, value, lo: int, hi: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{task} option {name} must be an int, got {value!r}")
@@ -94,11 +104,12 @@ class Task:
         if unknown:
             raise TypeError(f"unknown option(s) {unknown} for task {self.name!r}; "
                             f"valid options: {sorted(self.defaults)}")
+        options = {k: int(v) if isinstance(v, np.integer) else v for k, v in options.items()}
         self.options = {**self.defaults, **options}
         self._validate()
         self.vocab: Vocab = self._build_vocab()
         self._excluded: set = set()                        # keys of excluded examples
-        self._excluded_arr = np.zeros(0, dtype=np.int64)   # the int keys, sorted, for np.isin
+        self._excluded_arr = np.zeros(0, dtype=np.int64)   # the int keys, sorted, for _member
         self._held_out_cache: dict = {}
         n = self.options["held_out_size"]
         if n:
@@ -110,8 +121,9 @@ class Task:
         return len(self.vocab)
 
     def to_dict(self) -> dict:
-        """JSON-able ``{"name": ..., "options": {...}}``; ``get_task(d["name"], **d["options"])``."""
-        return {"name": self.name, "options": dict(self.options)}
+        """JSON-able ``{"name": ..., "options": {...}}``: ``get_task(d["name"], **d["options"])``
+        rebuilds the task, its vocabulary and its default held-out set."""
+        return {"name": self.name, "options": json.loads(json.dumps(self.options))}
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
@@ -301,7 +313,7 @@ class SequenceTask(Task):
         if not self._excluded:
             return np.zeros(len(src), dtype=bool)
         if self._int_keys:
-            return np.isin(self._keys(src), self._excluded_arr)
+            return _member(self._keys(src), self._excluded_arr)
         return np.array([k in self._excluded for k in self._keys(src)], dtype=bool)
 
 
@@ -379,8 +391,8 @@ def format_date(date: dt.date, fmt: str) -> str:
     month, weekday = MONTHS[date.month - 1], WEEKDAYS[date.weekday()]
     return FORMATS[fmt].format(
         day=date.day, dd=f"{date.day:02d}", dth=_th(date.day),
-        words=ORDINAL_WORDS[date.day - 1], month=month, mon=month[:3], mm=f"{date.month:02d}", year=date.year,
-        weekday=weekday, wd=weekday[:3])
+        words=ORDINAL_WORDS[date.day - 1], month=month, mon=month[:3],
+        mm=f"{date.month:02d}", year=date.year, weekday=weekday, wd=weekday[:3])
 
 
 # every character any format or an ISO date can produce, sorted: the shared vocabulary
@@ -392,9 +404,9 @@ class DatesTask(Task):
     """Dates as people write them -> ISO 8601, character by character.
 
     ``"Friday, 27 November 2026" -> "2026-11-27"``.  The formats are the keys of
-    ``FORMATS`` (12, all unambiguous: no 11/12/2026, no two-digit years).  Dates are uniform over ``[min_year-01-01, max_year-12-31]``, the
-    format uniform over ``formats``.  Held-out sets are sets of *dates*: no rendering of
-    a held-out date ever appears in training.
+    ``FORMATS`` (12, all unambiguous: no 11/12/2026, no two-digit years).  Dates are
+    uniform over ``[min_year-01-01, max_year-12-31]``, the format uniform over ``formats``.
+    Held-out sets are sets of *dates*: no rendering of a held-out date appears in training.
     """
 
     name = "dates"
@@ -466,7 +478,7 @@ class DatesTask(Task):
         self._excluded_arr = np.array(sorted(self._excluded), dtype=np.int64)
 
     def _is_excluded(self, draw):
-        return np.isin(draw[:, 0], self._excluded_arr)
+        return _member(draw[:, 0], self._excluded_arr)
 
 
 TASKS = {cls.name: cls for cls in (CopyTask, ReverseTask, ShiftTask, DatesTask)}
