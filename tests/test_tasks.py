@@ -399,3 +399,10 @@ def test_exclusion_works_when_row_keys_do_not_fit_int64():
 def test_numpy_int_options_stay_json_able():
     task = get_task("copy", max_len=np.int64(6), held_out_size=np.int32(10))
     assert json.dumps(task.to_dict()) and task.options["max_len"] == 6
+
+
+def test_held_out_request_larger_than_the_space_allows_raises():
+    with pytest.raises(ValueError, match="held_out_size=2000 needs a length"):
+        get_task("copy", num_symbols=3, max_len=8, held_out_size=0).held_out(2000, seed=1)
+    with pytest.raises(ValueError, match="at most a tenth"):
+        get_task("dates", held_out_size=0).held_out(10_000, seed=1)

@@ -148,6 +148,7 @@ class Task:
         n = _check_int(self.name, "held_out n", n, 0)
         seed = _check_int(self.name, "held_out seed", seed, 0)
         if (n, seed) not in self._held_out_cache:
+            self._check_held_out_size(n)
             pairs = self._make_held_out(n, np.random.default_rng(seed)) if n else []
             self._held_out_cache[(n, seed)] = pairs
             self.exclude(pairs)
@@ -173,10 +174,6 @@ class Task:
     def _excluded_changed(self) -> None:
         pass
 
-    @staticmethod
-    def _assign(draw, idx, redraw):
-        draw[idx] = redraw
-
     def _draw_excluding(self, rng, n):
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
@@ -188,7 +185,7 @@ class Task:
                 return draw
             idx = np.flatnonzero(bad)
             redraw = self._draw(rng, len(idx))
-            self._assign(draw, idx, redraw)
+            draw[idx] = redraw
             bad[idx] = self._is_excluded(redraw)
         raise RuntimeError(f"task {self.name!r}: could not draw a non-excluded example in "
                            f"{self.max_redraws} tries; is (almost) everything excluded?")
@@ -211,18 +208,22 @@ class SequenceTask(Task):
         hi = _check_int(t, "max_len", o["max_len"], 1, 4096)
         if lo > hi:
             raise ValueError(f"{t} options need min_len <= max_len, got {lo} > {hi}")
-        n = _check_int(t, "held_out_size", o["held_out_size"], 0)
+        self._check_held_out_size(_check_int(t, "held_out_size", o["held_out_size"], 0))
         _check_int(t, "held_out_seed", o["held_out_seed"], 0)
-        if n and not self._eligible_lengths(n):
-            raise ValueError(
-                f"{t}: held_out_size={n} needs a length L <= max_len={hi} with "
-                f"num_symbols**L >= 10 * {n} sequences, but num_symbols={K} gives at most "
-                f"{K ** hi}; lower held_out_size (0 disables held-out data) or raise max_len")
         self.K, self.min_len, self.max_len = K, lo, hi
         # int64 keys sum(v_j * (K+1)**j), v = 0 for PAD, 1..K for symbols, when they fit
         self._int_keys = (K + 1) ** hi < 2 ** 63
         if self._int_keys:
             self._powers = (K + 1) ** np.arange(hi, dtype=np.int64)      # (max_len,)
+
+    def _check_held_out_size(self, n: int) -> None:
+        o = self.options
+        if n and not self._eligible_lengths(n):
+            raise ValueError(
+                f"{self.name}: held_out_size={n} needs a length L <= max_len={o['max_len']} "
+                f"with num_symbols**L >= 10 * {n} sequences, but num_symbols="
+                f"{o['num_symbols']} gives at most {o['num_symbols'] ** o['max_len']}; lower "
+                f"held_out_size (0 disables held-out data) or raise max_len")
 
     def _eligible_lengths(self, n: int) -> list[int]:
         o = self.options
@@ -427,12 +428,15 @@ class DatesTask(Task):
         self._fmts = list(fmts)
         self._lo = dt.date(lo, 1, 1).toordinal()
         self._hi = dt.date(hi, 12, 31).toordinal()
-        n = _check_int(t, "held_out_size", o["held_out_size"], 0)
+        self._check_held_out_size(_check_int(t, "held_out_size", o["held_out_size"], 0))
         _check_int(t, "held_out_seed", o["held_out_seed"], 0)
+
+    def _check_held_out_size(self, n: int) -> None:
         days = self._hi - self._lo + 1
         if 10 * n > days:
-            raise ValueError(f"{t}: held_out_size={n} must be at most a tenth of the "
-                             f"{days} dates in {lo}..{hi}, i.e. <= {days // 10}")
+            raise ValueError(f"{self.name}: held_out_size={n} must be at most a tenth of the "
+                             f"{days} dates in {self.options['min_year']}.."
+                             f"{self.options['max_year']}, i.e. <= {days // 10}")
 
     def _build_vocab(self) -> Vocab:
         return Vocab(DATE_CHARS, sep="")
