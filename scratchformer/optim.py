@@ -48,7 +48,8 @@ def _real(name: str, value, low: float = -math.inf, high: float = math.inf,
             rng = f"{'>' if low_open else '>='} {low:g}"
         else:
             rng = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be {rng}{' and finite' if math.isinf(high) and not allow_inf else ''}, got {value!r}")
+        finite = " and finite" if math.isinf(high) and not allow_inf else ""
+        raise ValueError(f"{name} must be {rng}{finite}, got {value!r}")
     return v
 
 
@@ -379,7 +380,8 @@ def clip_grad_norm(params, max_norm: float) -> float:
     params = _param_list(params, "clip_grad_norm")
     max_norm = _real("max_norm", max_norm, low=0.0, low_open=True, allow_inf=True)
     grads = [p.grad.reshape(-1) for p in params]  # views (copies only if non-contiguous)
-    total = math.sqrt(sum(float(np.dot(g, g)) for g in grads))
+    with np.errstate(over="ignore"):
+        total = math.sqrt(sum(float(np.dot(g, g)) for g in grads))
     if math.isinf(total):  # float32 squares overflow above ~1.8e19: recount in float64
         total = math.sqrt(sum(float(np.dot(g64, g64)) for g64 in
                               (g.astype(np.float64) for g in grads)))
