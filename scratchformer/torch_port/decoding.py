@@ -1,0 +1,45 @@
+"""Greedy decoding for the torch twin, with the NumPy ``greedy_decode`` contract.
+
+    tokens = greedy_decode(model, src, max_len, bos_id=1, eos_id=2)   # (B, ≤max_len) int64 ndarray
+
+Tokens exclude the BOS; each row ends at its EOS, later positions hold ``pad_id``; decoding
+stops early once every row has finished. The encoder runs once; each step re-runs the
+decoder over the prefix (no KV cache: the twin favours plain code, the NumPy side has the cache).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .models import as_tokens
+
+
+@torch.no_grad()
+def greedy_decode(model, src, max_len: int, bos_id: int = 1, eos_id: int = 2) -> np.ndarray:
+    """src (B, S) → generated tokens (B, ≤max_len) as a NumPy int64 array (argmax each step)."""
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
+        raise ValueError(f"max_len must be a positive integer, got {max_len!r}")
+    cfg = model.config
+    if max_len + 1 > cfg.max_len:  # BOS + max_len tokens must fit the position table
+        raise ValueError(f"max_len {max_len} + BOS exceeds the model's max_len {cfg.max_len}")
+    was_training = model.training
+    model.eval()
+    try:
+        src = as_tokens("src", src, cfg.src_vocab_size, cfg.max_len, model.device)
+        src_mask = (src != cfg.pad_id)[:, None, None, :]  # (B, 1, 1, S)
+        memory = model.encode(src, src_mask)  # (B, S, D)
+        B = src.shape[0]
+        ys = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)  # (B, 1 + t)
+        done = torch.zeros(B, dtype=torch.bool, device=src.device)
+        for _ in range(max_len):
+            logits = model.decode(memory, ys, src_mask)[:, -1]  # (B, V)
+            nxt = logits.argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, cfg.pad_id), nxt)
+            ys = torch.cat([ys, nxt[:, None]], dim=1)
+            done |= nxt == eos_id
+            if bool(done.all()):
+                break
+        return ys[:, 1:].cpu().numpy()
+    finally:
+        model.train(was_training)
