@@ -27,11 +27,14 @@ update run on data that is still in the CPU cache.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 _BLOCK = 1 << 16  # elements per block: p, grad, state and scratch blocks fit in L2 together
+_PARALLEL_MIN = 1 << 20  # fewer elements than this: one thread (thread hand-off costs more)
 
 
 # ---- argument checks ----------------------------------------------------------------
@@ -82,6 +85,38 @@ def _param_list(params, who: str) -> list:
     return out
 
 
+def _blocks(arrays: list[np.ndarray]):
+    """Matching 1-D views of at most ``_BLOCK`` elements of same-shape ``arrays``."""
+    if not all(a.flags.c_contiguous for a in arrays):
+        return [arrays]  # rare: reshape would copy and lose the in-place update; go whole
+    flats = [a.reshape(-1) for a in arrays]  # views: a C-contiguous reshape never copies
+    n = flats[0].size
+    return [[f[s: s + _BLOCK] for f in flats] for s in range(0, n, _BLOCK)]
+
+
+def _split(blocks: list, n_parts: int) -> list[list]:
+    """Cut ``blocks`` into at most ``n_parts`` runs of about equal element counts."""
+    total = sum(b[0].size for b in blocks)
+    if n_parts <= 1 or total < _PARALLEL_MIN:
+        return [blocks]
+    parts, acc, cut = [[]], 0, total / n_parts
+    for b in blocks:
+        if acc >= cut * len(parts) and len(parts) < n_parts:
+            parts.append([])
+        parts[-1].append(b)
+        acc += b[0].size
+    return parts
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    if n not in _POOLS:
+        _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="scratchformer-optim")
+    return _POOLS[n]
+
+
 # ---- optimizers -----------------------------------------------------------------------
 class Optimizer:
     """Base class: the parameter list, the step count, per-parameter state, state dicts.
@@ -93,6 +128,9 @@ class Optimizer:
     """
 
     _hyper: tuple[str, ...] = ("lr",)
+    # NumPy releases the GIL inside element-wise loops, so blocks of a large model are
+    # updated by a few threads at once; set ``opt.num_threads = 1`` to use one thread.
+    num_threads: int = min(4, os.cpu_count() or 1)
 
     def __init__(self, params: Iterable, lr: float):
         self.params = _param_list(params, type(self).__name__)
@@ -102,7 +140,7 @@ class Optimizer:
         self.lr = _real("lr", lr, low=0.0)
         self.step_count = 0  # number of step() calls so far
         self.state: dict[str, list[np.ndarray]] = {}
-        self._scratch: dict[tuple[np.dtype, int], np.ndarray] = {}
+        self._scratch: dict[tuple[np.dtype, int], np.ndarray] = {}  # per (dtype, worker)
         self._ensure_state()
 
     # -- subclass hooks
@@ -134,6 +172,7 @@ class Optimizer:
         self.step_count += 1
         consts = self._step_constants()
         names = self._state_names()
+        blocks = []  # [p, grad, *state] as matching 1-D views of at most _BLOCK elements
         for i, p in enumerate(self.params):
             bufs = [self.state[name][i] for name in names]
             for a, what in [(p.grad, "grad"), *((b, n) for b, n in zip(bufs, names))]:
@@ -141,25 +180,30 @@ class Optimizer:
                     raise ValueError(f"params[{i}].{what} has shape {a.shape}, expected "
                                      f"{p.data.shape} (was .data replaced after creating "
                                      "the optimizer?)")
-            for block in self._blocks([p.data, p.grad, *bufs]):
-                self._update(*block, *consts)
+            blocks.extend(_blocks([p.data, p.grad, *bufs]))
+        parts = _split(blocks, self.num_threads)
+        if len(parts) == 1:
+            self._run(parts[0], 0, consts)
+        else:  # blocks are independent: the result does not depend on the thread count
+            for k in range(len(parts)):  # create scratch here, not racing in the workers
+                self._tmp(blocks[0][0].dtype, k)
+            list(_pool(len(parts)).map(self._run, parts, range(len(parts)), [consts] * len(parts)))
 
-    def _blocks(self, arrays: list[np.ndarray]):
-        """Yield matching 1-D views of at most ``_BLOCK`` elements of ``arrays``, followed by
-        ``_n_tmp`` scratch blocks of the same length and the parameter's dtype."""
-        dtype = arrays[0].dtype
-        if all(a.flags.c_contiguous for a in arrays):
-            flats = [a.reshape(-1) for a in arrays]  # views: C-contiguous reshape never copies
-            n = flats[0].size
-            key = (dtype, self._n_tmp)
-            if key not in self._scratch:
-                self._scratch[key] = np.empty((self._n_tmp, _BLOCK), dtype)
-            tmp = self._scratch[key]
-            for s in range(0, n, _BLOCK):
-                e = min(s + _BLOCK, n)
-                yield [f[s:e] for f in flats] + [t[: e - s] for t in tmp]
-        else:  # rare: a non-contiguous array would be copied by reshape; update it whole
-            yield list(arrays) + [np.empty(arrays[0].shape, dtype) for _ in range(self._n_tmp)]
+    def _run(self, blocks: list, worker: int, consts: tuple) -> None:
+        for block in blocks:
+            n = block[0].size
+            if block[0].ndim == 1 and n <= _BLOCK:
+                tmp = self._tmp(block[0].dtype, worker)[:, :n]
+            else:  # a non-contiguous array, updated whole
+                tmp = [np.empty(block[0].shape, block[0].dtype) for _ in range(self._n_tmp)]
+            self._update(*block, *tmp, *consts)
+
+    def _tmp(self, dtype: np.dtype, worker: int) -> np.ndarray:
+        """Scratch ``(_n_tmp, _BLOCK)`` of ``dtype`` for one worker, allocated once."""
+        key = (dtype, worker)
+        if key not in self._scratch:
+            self._scratch[key] = np.empty((self._n_tmp, _BLOCK), dtype)
+        return self._scratch[key]
 
     # -- state dicts
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -491,4 +535,5 @@ class WarmupCosine(LRSchedule):
         if step >= self.total_steps:
             return self.min_lr
         progress = (step - self.warmup) / (self.total_steps - self.warmup)
-        return self.min_lr + 0.5 * (self.max_lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 → 0
+        return self.min_lr + (self.max_lr - self.min_lr) * cosine

@@ -2,6 +2,7 @@
 trajectories that equal PyTorch's for the same random gradients."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -90,6 +91,23 @@ def test_step_updates_data_in_place_and_float32_stays_float32(cls, kw):
     assert not np.allclose(params[0].data, make_params(np.float32)[0].data)
 
 
+@pytest.mark.parametrize("cls,kw", CONFIGS, ids=CONFIG_IDS)
+def test_threaded_step_is_bit_identical_to_one_thread(cls, kw, monkeypatch):
+    import scratchformer.optim as optim
+    monkeypatch.setattr(optim, "_PARALLEL_MIN", 1)  # thread even these small parameters
+    grads = grad_sequence(4, np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        params = make_params(np.float32)
+        opt = cls(params, **kw)
+        opt.num_threads = threads
+        run(opt, params, grads)
+        results.append([p.data for p in params])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_weight_decay_does_not_modify_grad():
     p = Parameter(np.ones(3))
     for opt in (SGD([p], lr=0.1, weight_decay=0.5), Adam([p], lr=0.1, weight_decay=0.5)):
@@ -135,13 +153,8 @@ def test_zero_grad_and_generator_params_and_tied_params_counted_once():
     (AdamW, dict(lr=float("inf")), "lr"),
 ])
 def test_bad_hyperparameters_raise_value_error_naming_the_field(cls, kw, field):
-    with pytest.raises(ValueError, match=re_escape(field)):
+    with pytest.raises(ValueError, match=re.escape(field)):
         cls(make_params(np.float32), **kw)
-
-
-def re_escape(s):
-    import re
-    return re.escape(s)
 
 
 @pytest.mark.parametrize("cls", [SGD, Adam, AdamW])
@@ -338,10 +351,21 @@ def test_bad_schedule_arguments_raise_value_error_naming_the_field(make, field):
 TORCH_TOL = {np.float64: dict(rtol=0, atol=1e-10), np.float32: dict(rtol=1e-6, atol=1e-6)}
 
 
+@pytest.fixture
+def torch1():
+    """torch with one intra-op thread (these tensors are small; on a busy 2-core machine the
+    default thread pool makes each optimizer step ~100x slower), restored afterwards."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("cls,kw", CONFIGS, ids=CONFIG_IDS)
-def test_trajectory_matches_torch(cls, kw, dtype):
-    torch = pytest.importorskip("torch")
+def test_trajectory_matches_torch(cls, kw, dtype, torch1):
+    torch = torch1
     torch_cls = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam,
                  "AdamW": torch.optim.AdamW}[cls.__name__]
     n_steps = 10
@@ -369,8 +393,8 @@ def test_trajectory_matches_torch(cls, kw, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("max_norm", [1e6, 50.0, 0.5])
-def test_clip_grad_norm_matches_torch(max_norm, dtype):
-    torch = pytest.importorskip("torch")
+def test_clip_grad_norm_matches_torch(max_norm, dtype, torch1):
+    torch = torch1
     params = make_params(dtype)
     grads = grad_sequence(1, dtype)[0]
     tparams = []
