@@ -108,13 +108,15 @@ def _split(blocks: list, n_parts: int) -> list[list]:
     return parts
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def _pool(n: int) -> ThreadPoolExecutor:
-    if n not in _POOLS:
-        _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="scratchformer-optim")
-    return _POOLS[n]
+    """A shared pool of ``n`` threads (per process: a forked child cannot use its parent's)."""
+    key = (os.getpid(), n)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(n, thread_name_prefix="scratchformer-optim")
+    return _POOLS[key]
 
 
 # ---- optimizers -----------------------------------------------------------------------
@@ -185,8 +187,6 @@ class Optimizer:
         if len(parts) == 1:
             self._run(parts[0], 0, consts)
         else:  # blocks are independent: the result does not depend on the thread count
-            for k in range(len(parts)):  # create scratch here, not racing in the workers
-                self._tmp(blocks[0][0].dtype, k)
             list(_pool(len(parts)).map(self._run, parts, range(len(parts)), [consts] * len(parts)))
 
     def _run(self, blocks: list, worker: int, consts: tuple) -> None:
