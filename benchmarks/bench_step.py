@@ -1,0 +1,186 @@
+"""Milliseconds per training step, NumPy ScratchFormer vs a torch.nn.Transformer reference.
+
+A step = forward + cross-entropy + backward + Adam update, on random token batches.
+Both sides use the same thread count (threadpoolctl limits NumPy's BLAS,
+torch.set_num_threads limits torch), and steps alternate in one process so a busy
+neighbour slows both alike. Prints the median ms/step, the ratio NumPy/torch, and the
+GFLOP/s NumPy achieves against this machine's measured sgemm peak.
+
+    python benchmarks/bench_step.py                 # toy and small
+    python benchmarks/bench_step.py --configs small --steps 30 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import scratchformer as sf  # noqa: E402
+from scratchformer.optim import Adam  # noqa: E402
+
+CONFIGS = {
+    "toy": dict(vocab=13, d_model=64, n_heads=4, d_ff=256, layers=2, batch=64, length=12),
+    "small": dict(vocab=1000, d_model=256, n_heads=8, d_ff=1024, layers=3, batch=32, length=64),
+}
+
+
+def step_flops(c) -> float:
+    """Matmul FLOPs of one training step (forward ×3 for forward + backward)."""
+    B, T, D, F, V, L = c["batch"], c["length"], c["d_model"], c["d_ff"], c["vocab"], c["layers"]
+    N = B * T
+    attn = 2 * N * D * 4 * D + 2 * 2 * B * T * T * D  # projections + scores + weighted sum
+    ffn = 2 * 2 * N * D * F
+    enc = L * (attn + ffn)
+    dec = L * (2 * attn + ffn)
+    gen = 2 * N * D * V
+    return 3.0 * (enc + dec + gen)
+
+
+def numpy_setup(c, seed=0):
+    cfg = sf.TransformerConfig(c["vocab"], c["vocab"], d_model=c["d_model"], n_heads=c["n_heads"],
+                               d_ff=c["d_ff"], n_encoder_layers=c["layers"],
+                               n_decoder_layers=c["layers"], dropout=0.0, seed=seed)
+    model = sf.Transformer(cfg)
+    opt = Adam(model.parameters(), lr=1e-4)
+    crit = sf.CrossEntropyLoss(ignore_index=0)
+    rng = np.random.default_rng(seed)
+    src = rng.integers(3, c["vocab"], (c["batch"], c["length"]))
+    tgt = rng.integers(3, c["vocab"], (c["batch"], c["length"] + 1))
+
+    def step():
+        opt.zero_grad()
+        logits = model(src, tgt[:, :-1])
+        loss = crit(logits, tgt[:, 1:])
+        model.backward(crit.backward())
+        opt.step()
+        return loss
+
+    return step
+
+
+def torch_setup(c, seed=0):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    D, V = c["d_model"], c["vocab"]
+
+    class Ref(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.src_embed, self.tgt_embed = nn.Embedding(V, D), nn.Embedding(V, D)
+            self.tf = nn.Transformer(D, c["n_heads"], c["layers"], c["layers"], c["d_ff"], dropout=0.0,
+                                     activation=lambda x: F.gelu(x, approximate="tanh"),
+                                     batch_first=True)
+            self.generator = nn.Linear(D, V)
+            self.register_buffer("pe", torch.from_numpy(sf.PositionalEncoding(D, 512).pe))
+
+        def forward(self, src, tgt):
+            T = tgt.shape[1]
+            s = self.src_embed(src) * D ** 0.5 + self.pe[: src.shape[1]]
+            t = self.tgt_embed(tgt) * D ** 0.5 + self.pe[:T]
+            causal = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+            y = self.tf(s, t, tgt_mask=causal, src_key_padding_mask=src == 0,
+                        tgt_key_padding_mask=tgt == 0, memory_key_padding_mask=src == 0)
+            return self.generator(y)
+
+    model = Ref()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+    rng = np.random.default_rng(seed)
+    src = torch.from_numpy(rng.integers(3, V, (c["batch"], c["length"])))
+    tgt = torch.from_numpy(rng.integers(3, V, (c["batch"], c["length"] + 1)))
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        logits = model(src, tgt[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, V), tgt[:, 1:].reshape(-1), ignore_index=0)
+        loss.backward()
+        opt.step()
+        return float(loss)
+
+    return step
+
+
+def sgemm_peak(threads: int) -> float:
+    """Best GFLOP/s of a 1024³ float32 matmul on this machine, with this many threads."""
+    a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t)
+    return 2 * 1024 ** 3 / best / 1e9
+
+
+def median_ms(times):
+    return 1e3 * float(np.median(times))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per side (default 20)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    ap.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (default 2)")
+    ap.add_argument("--no-torch", action="store_true", help="time NumPy only")
+    ap.add_argument("--profile", action="store_true", help="cProfile the NumPy steps, print the top 25")
+    args = ap.parse_args(argv)
+
+    from threadpoolctl import threadpool_limits
+
+    have_torch = False
+    if not args.no_torch:
+        try:
+            import torch
+            torch.set_num_threads(args.threads)
+            have_torch = True
+        except ImportError:
+            print("torch not installed: timing NumPy only")
+    with threadpool_limits(limits=args.threads):
+        peak = sgemm_peak(args.threads)
+        print(f"threads={args.threads}  sgemm peak {peak:.1f} GFLOP/s  numpy {np.__version__}"
+              + (f"  torch {torch.__version__}" if have_torch else ""))
+        print(f"{'config':8s} {'numpy ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s} {'%peak':>6s}")
+        for name in args.configs:
+            c = CONFIGS[name]
+            np_step = numpy_setup(c)
+            t_step = torch_setup(c) if have_torch else None
+            for _ in range(args.warmup):
+                np_step()
+                if t_step:
+                    t_step()
+            tn, tt = [], []
+            prof = cProfile.Profile() if args.profile else None
+            for _ in range(args.steps):  # alternate: the same conditions for both
+                t0 = time.perf_counter()
+                if prof:
+                    prof.enable()
+                np_step()
+                if prof:
+                    prof.disable()
+                tn.append(time.perf_counter() - t0)
+                if t_step:
+                    t0 = time.perf_counter()
+                    t_step()
+                    tt.append(time.perf_counter() - t0)
+            ms_np = median_ms(tn)
+            gflops = step_flops(c) / (ms_np / 1e3) / 1e9
+            ms_t = median_ms(tt) if tt else float("nan")
+            print(f"{name:8s} {ms_np:9.2f} {ms_t:9.2f} {ms_np / ms_t:6.2f} {gflops:8.1f} {100 * gflops / peak:5.0f}%")
+            if prof:
+                s = io.StringIO()
+                pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(25)
+                print(s.getvalue())
+
+
+if __name__ == "__main__":
+    main()
