@@ -184,13 +184,13 @@ class MultiHeadAttention(Module):
 
         if memory is None:
             dw = dqkv.T @ x2  # (3D, D), gradient of the stacked (scaled) weights
-            db = dqkv.sum(axis=0)
+            db = F.colsum(dqkv)
             self._accumulate("qkv", dw, db)
             w, _ = self._stacked("qkv")
             return (dqkv @ w).reshape(B, Tq, D)  # dx
         m2 = memory.reshape(-1, D)
-        self._accumulate("q", dqb.T @ x2, dqb.sum(axis=0))
-        self._accumulate("kv", dkv.T @ m2, dkv.sum(axis=0))
+        self._accumulate("q", dqb.T @ x2, F.colsum(dqb))
+        self._accumulate("kv", dkv.T @ m2, F.colsum(dkv))
         wq, _ = self._stacked("q")
         wkv, _ = self._stacked("kv")
         dx = (dqb @ wq).reshape(B, Tq, D)

@@ -16,6 +16,22 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
 
 
+# ---- fast reductions ---------------------------------------------------------------
+def rowsum(x: np.ndarray) -> np.ndarray:
+    """Sum over the last axis, keepdims: (..., n) → (..., 1).
+
+    Done as a matrix-vector product with a vector of ones: BLAS is several times faster
+    than ``x.sum(-1)`` for the (rows, n) arrays of a Transformer.
+    """
+    n = x.shape[-1]
+    return (x.reshape(-1, n) @ np.ones(n, dtype=x.dtype)).reshape(*x.shape[:-1], 1)
+
+
+def colsum(x: np.ndarray) -> np.ndarray:
+    """Sum of the rows of a 2-D (N, n) array → (n,), as ones(N) @ x (a BLAS call)."""
+    return np.ones(x.shape[0], dtype=x.dtype) @ x
+
+
 # ---- softmax ----------------------------------------------------------------------
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """s = exp(x - max x) / sum(exp(x - max x)); subtracting the max keeps exp finite."""
@@ -30,6 +46,10 @@ def softmax_backward(s: np.ndarray, g: np.ndarray, axis: int = -1) -> np.ndarray
 
     (The Jacobian is diag(s) - s sᵀ; multiplying it by g gives the line above.)
     """
+    if axis in (-1, s.ndim - 1):
+        gs = g * s
+        gs -= s * rowsum(gs)
+        return gs
     return s * (g - (g * s).sum(axis=axis, keepdims=True))
 
 
@@ -52,17 +72,19 @@ def masked_softmax(x: np.ndarray, mask: np.ndarray | None, axis: int = -1) -> np
     backward is ``softmax_backward`` (masked entries have s = 0, so their gradient is 0).
     Works in place on ``x`` when ``mask`` is None, so pass a temporary.
     """
+    if axis not in (-1, x.ndim - 1):
+        raise ValueError("masked_softmax works over the last axis")
     if mask is None:
-        x -= x.max(axis=axis, keepdims=True)
+        x -= x.max(axis=-1, keepdims=True)
         np.exp(x, out=x)
-        x /= x.sum(axis=axis, keepdims=True)
+        x /= rowsum(x)
         return x
     s = np.where(mask, x, -np.inf)
-    m = s.max(axis=axis, keepdims=True)
+    m = s.max(axis=-1, keepdims=True)
     m[~np.isfinite(m)] = 0.0  # fully masked row: nothing to subtract
     s -= m
     np.exp(s, out=s)  # exp(-inf) = 0 for masked entries
-    d = s.sum(axis=axis, keepdims=True)
+    d = rowsum(s)
     d[d == 0] = 1.0  # fully masked row: 0 / 1 = 0
     s /= d
     return s

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .functional import log_softmax
+from .functional import rowsum
 
 
 class CrossEntropyLoss:
@@ -47,24 +47,30 @@ class CrossEntropyLoss:
         n = int(valid.sum())
         if n == 0:
             raise ValueError("every target is ignore_index: the mean loss is undefined")
-        logp = log_softmax(logits.reshape(-1, V))  # (N, V)
+        shifted = logits.reshape(-1, V) - logits.reshape(-1, V).max(axis=-1, keepdims=True)
+        e = np.exp(shifted)  # (N, V), kept: softmax = e / Z for the backward
+        Z = rowsum(e)  # (N, 1)
+        log_z = np.log(Z)
         y_safe = np.where(valid, y, 0)
-        nll = -logp[np.arange(y.size), y_safe]  # (N,)
+        rows = np.arange(y.size)
+        nll = log_z[:, 0] - shifted[rows, y_safe]  # -log p_y     (N,)
         eps = self.label_smoothing
         per_pos = (1.0 - eps) * nll
-        if eps > 0:
-            per_pos = per_pos - eps * logp.mean(axis=-1)
+        if eps > 0:  # -mean_v log p_v = log Z - mean_v shifted_v
+            per_pos = per_pos + eps * (log_z[:, 0] - rowsum(shifted)[:, 0] / V)
         loss = float(per_pos[valid].sum() / n)
-        self._saved = (logp, y_safe, valid, n, logits.shape)
+        self._saved = (e, Z, y_safe, valid, n, logits.shape)
         return loss
 
     def backward(self) -> np.ndarray:
         """dL/dlogits = (softmax - q) / n on valid positions, zero elsewhere."""
         if self._saved is None:
             raise RuntimeError("backward() needs a preceding loss computation")
-        logp, y, valid, n, shape = self._saved
+        e, Z, y, valid, n, shape = self._saved
         V = shape[-1]
-        g = np.exp(logp)  # softmax (N, V)
+        g = e
+        g /= Z  # softmax (N, V), in the forward's buffer
+        self._saved = None  # the buffer is consumed: one backward per forward
         g[np.arange(y.size), y] -= 1.0 - self.label_smoothing
         if self.label_smoothing > 0:
             g -= self.label_smoothing / V

@@ -57,7 +57,7 @@ class Linear(Module):
         g2 = g.reshape(-1, self.out_features)  # (N, out)
         self.weight.grad += g2.T @ x2  # (out, in)
         if self.bias is not None:
-            self.bias.grad += g2.sum(axis=0)
+            self.bias.grad += F.colsum(g2)
         return (g2 @ self.weight.data).reshape(self._x.shape)  # (..., in)
 
 
@@ -139,9 +139,9 @@ class LayerNorm(Module):
         self.eps = eps
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        mean = x.mean(axis=-1, keepdims=True)  # (B, T, 1)
-        xhat = x - mean
-        var = np.mean(xhat * xhat, axis=-1, keepdims=True)
+        inv_d = 1.0 / x.shape[-1]
+        xhat = x - F.rowsum(x) * inv_d  # x - mean          (B, T, D)
+        var = F.rowsum(xhat * xhat) * inv_d  # (B, T, 1)
         rstd = 1.0 / np.sqrt(var + self.eps)  # (B, T, 1)
         xhat *= rstd  # (B, T, D)
         self._xhat, self._rstd = xhat, rstd
@@ -152,10 +152,11 @@ class LayerNorm(Module):
         D = xhat.shape[-1]
         g2 = g.reshape(-1, D)
         self.weight.grad += np.einsum("nd,nd->d", g2, xhat.reshape(-1, D))
-        self.bias.grad += g2.sum(axis=0)
+        self.bias.grad += F.colsum(g2)
+        inv_d = 1.0 / D
         ghat = g * self.weight.data  # ĝ
-        dx = ghat - ghat.mean(axis=-1, keepdims=True)
-        dx -= xhat * np.mean(ghat * xhat, axis=-1, keepdims=True)
+        dx = ghat - F.rowsum(ghat) * inv_d  # ĝ - mean(ĝ)
+        dx -= xhat * (F.rowsum(ghat * xhat) * inv_d)  # - x̂ · mean(ĝ · x̂)
         dx *= rstd
         return dx
 
