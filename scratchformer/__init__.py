@@ -8,7 +8,7 @@ matplotlib (``scratchformer.viz``) and tqdm are imported lazily where they are u
 """
 
 from .attention import KVCache, MultiHeadAttention
-from .checkpoint import load, save
+from .checkpoint import CheckpointError, load, save
 from .decoding import beam_search, greedy_decode, sample_decode
 from .functional import causal_mask, padding_mask
 from .loss import CrossEntropyLoss
@@ -31,7 +31,7 @@ __all__ = [
     "TransformerConfig", "Transformer", "Encoder", "Decoder", "EncoderLayer", "DecoderLayer",
     "GPTConfig", "GPT", "CrossEntropyLoss", "padding_mask", "causal_mask",
     "SGD", "Adam", "AdamW", "clip_grad_norm", "ConstantLR", "NoamSchedule", "WarmupCosine",
-    "greedy_decode", "beam_search", "sample_decode", "save", "load",
+    "greedy_decode", "beam_search", "sample_decode", "save", "load", "CheckpointError",
     "Parameter", "Module", "ModuleList", "Linear", "Embedding", "PositionalEncoding", "LayerNorm",
     "Dropout", "FeedForward", "MultiHeadAttention", "KVCache",
 ]
