@@ -3,7 +3,8 @@
     tokens = greedy_decode(model, src, max_len, bos_id=1, eos_id=2)   # (B, ≤max_len) int64 ndarray
 
 Tokens exclude the BOS; each row ends at its EOS, later positions hold ``pad_id``; decoding
-stops early once every row has finished. The encoder runs once; each step re-runs the
+stops early once every row has finished. The target mask is causal only (a generated PAD is
+an ordinary token), exactly as in ``scratchformer.decoding``, so both pick the same tokens. The encoder runs once; each step re-runs the
 decoder over the prefix (no KV cache: the twin favours plain code, the NumPy side has the cache).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .models import as_tokens
+from .models import as_tokens, causal_mask
 
 
 @torch.no_grad()
@@ -21,8 +22,8 @@ def greedy_decode(model, src, max_len: int, bos_id: int = 1, eos_id: int = 2) ->
     if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
         raise ValueError(f"max_len must be a positive integer, got {max_len!r}")
     cfg = model.config
-    if max_len + 1 > cfg.max_len:  # BOS + max_len tokens must fit the position table
-        raise ValueError(f"max_len {max_len} + BOS exceeds the model's max_len {cfg.max_len}")
+    if max_len > cfg.max_len:  # the last step feeds BOS + max_len - 1 tokens
+        raise ValueError(f"max_len must be in [1, {cfg.max_len}] (the model's max_len), got {max_len}")
     was_training = model.training
     model.eval()
     try:
@@ -33,7 +34,8 @@ def greedy_decode(model, src, max_len: int, bos_id: int = 1, eos_id: int = 2) ->
         ys = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)  # (B, 1 + t)
         done = torch.zeros(B, dtype=torch.bool, device=src.device)
         for _ in range(max_len):
-            logits = model.decode(memory, ys, src_mask)[:, -1]  # (B, V)
+            # causal mask only: a generated PAD is an ordinary token, as in NumPy's decoder
+            logits = model.decode(memory, ys, src_mask, causal_mask(ys.shape[1], ys.device))[:, -1]
             nxt = logits.argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, cfg.pad_id), nxt)
             ys = torch.cat([ys, nxt[:, None]], dim=1)
