@@ -187,7 +187,8 @@ def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads:
               lr: float = 1e-3, min_lr: float = 1e-4, warmup: int = 100, beta2: float = 0.99,
               weight_decay: float = 0.1, clip: float = 1.0, eval_every: int = 250,
               eval_batches: int = 20, checkpoint_every: int = 500, resume: bool = False,
-              progress=True, threads: int | None = None, text: str | None = None) -> dict:
+              until: int | None = None, progress=True, threads: int | None = None,
+              text: str | None = None) -> dict:
     """Train a character-level GPT with ``scratchformer.train.Trainer`` (the project's one loop).
 
     Data: ``load_corpus(corpus)`` (or ``text``), a CharTokenizer over all of it, the first
@@ -195,7 +196,9 @@ def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads:
     contiguous blocks of ``block`` + 1 characters. AdamW (β = (0.9, beta2), eps 1e-8),
     linear warm-up then cosine from ``lr`` to ``min_lr`` at ``steps``, clipping at ``clip``.
     The defaults are nanoGPT's CPU recipe. Checkpoints (``out_dir/checkpoint.npz``) hold the
-    tokenizer as JSON (``state["tokenizer"]``); ``resume`` continues one bit for bit.
+    tokenizer as JSON (``state["tokenizer"]``); ``resume`` continues one bit for bit (with
+    the checkpoint's model and training configuration; the size arguments are ignored).
+    ``until``: stop after that many steps (the schedule still spans ``steps``).
 
     Returns {"model", "tokenizer", "result" (TrainResult), "val_loss" (whole validation
     split), "wall_s" (the whole call, data loading and final evaluation included)}.
@@ -242,7 +245,7 @@ def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads:
                                    "corpus": str(corpus)})
     if resume:
         trainer.resume(ckpt)
-    result = trainer.fit()
+    result = trainer.fit(until)
     val = full_loss(model, val_ids, block)
     return {"model": model, "tokenizer": tokenizer, "result": result, "val_loss": val,
             "wall_s": time.perf_counter() - t0}

@@ -242,3 +242,74 @@ def test_top_k_sampling_only_draws_from_the_k_largest_logits():
     assert set(np.unique(draws)) == {7, 8, 9}
     assert (sample_next(logits, top_k=1) == 9).all()
     assert (sample_next(logits, temperature=0) == 9).all()
+
+
+# ---- training through scratchformer.train, checkpoints, the CLI --------------------------
+FIXTURE = """First Citizen:
+Before we proceed any further, hear me speak.
+
+All:
+Speak, speak.
+
+First Citizen:
+You are all resolved rather to die than to famish?
+
+All:
+Resolved. resolved.
+
+First Citizen:
+First, you know Caius Marcius is chief enemy to the people.
+
+All:
+We know't, we know't.
+""" * 4
+
+TINY = dict(n_layers=1, n_heads=2, d_model=16, d_ff=32, block=16, batch=8, lr=1e-2, min_lr=1e-3,
+            warmup=5, eval_batches=2, eval_every=20, checkpoint_every=0, progress=False, seed=3)
+
+
+def test_gpt_training_smoke_loss_falls_and_checkpoint_samples(tmp_path, capsys):
+    import argparse
+
+    from scratchformer import gpt_cli
+
+    out = gpt_cli.train_gpt(text=FIXTURE, out_dir=tmp_path, steps=200, **TINY)
+    history = [r for r in out["result"].history if r["kind"] == "eval"]
+    assert len(history) == 10 and history[-1]["train_loss"] < 0.6 * history[0]["train_loss"]
+    assert out["val_loss"] < 0.5 * np.log(out["tokenizer"].vocab_size)  # uniform: ln V
+
+    parser = argparse.ArgumentParser()
+    gpt_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["gpt", "sample", "--checkpoint", str(tmp_path / "checkpoint.npz"),
+                              "--prompt", "All:", "--tokens", "30", "--seed", "1"])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("All:") and len(text.rstrip("\n")) >= 34
+    model, tok = gpt_cli.load_gpt(tmp_path / "checkpoint.npz")
+    assert tok == out["tokenizer"] and model.config == out["model"].config
+    with pytest.raises(ValueError, match="prompt: .*'Z'"):
+        gpt_cli.sample_text(model, tok, "Zebra", 5)
+
+
+def test_gpt_training_resumed_run_equals_uninterrupted_run(tmp_path):
+    from scratchformer import gpt_cli
+
+    full = gpt_cli.train_gpt(text=FIXTURE, out_dir=tmp_path / "a", steps=30, **TINY)
+    gpt_cli.train_gpt(text=FIXTURE, out_dir=tmp_path / "b", steps=30, until=12, **TINY)
+    resumed = gpt_cli.train_gpt(text=FIXTURE, out_dir=tmp_path / "b", resume=True, **TINY)
+    assert resumed["result"].step == 30
+    a, b = full["model"].state_dict(), resumed["model"].state_dict()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_random_blocks_are_contiguous_and_shifted_by_one():
+    from scratchformer.gpt_cli import random_blocks
+
+    data = np.arange(100)
+    x, y = random_blocks(data, 7, 5)(np.random.default_rng(0), 1)
+    assert x.shape == y.shape == (5, 7)
+    np.testing.assert_array_equal(np.diff(x, axis=1), 1)  # contiguous
+    np.testing.assert_array_equal(y, x + 1)
+    with pytest.raises(ValueError, match="too short for block 100"):
+        random_blocks(data, 100, 2)
