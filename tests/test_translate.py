@@ -272,3 +272,14 @@ def test_register_adds_both_commands_to_a_parser():
     assert args.func is translate_cli.train_command and args.pairs is None
     with pytest.raises(SystemExit):
         parser.parse_args(["translate-train", "--corpus", "bible-en-es", "--pairs", "x.tsv"])
+
+
+def test_main_cli_loads_the_translate_plugin(tmp_path, capsys):
+    cli = pytest.importorskip("scratchformer.cli")
+    out = str(tmp_path / "run")
+    assert cli.main(["translate-train", *SMALL, "--out", out, "--steps", "3",
+                     "--test-beams"]) == 0
+    capsys.readouterr()
+    assert cli.main(["translate", "--checkpoint", os.path.join(out, "checkpoint.npz"),
+                     "--text", "the cat"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
