@@ -109,6 +109,8 @@ def _add_train(sub):
     t.add_argument("--max-len", type=int, help="longest sequence (copy/reverse/shift; task default 10)")
     t.add_argument("--num-symbols", type=int, help="alphabet size (copy/reverse/shift; task default 10)")
     t.add_argument("--offset", type=int, help="shift amount (shift; task default 1)")
+    t.add_argument("--held-out", type=int, dest="held_out_size",
+                   help="held-out sequences, never trained on (task default 1000)")
     t.add_argument("--min-year", type=int, help="first year (dates; task default 1900)")
     t.add_argument("--max-year", type=int, help="last year (dates; task default 2099)")
     m = p.add_argument_group("model")
@@ -230,7 +232,7 @@ def _build_task(name, options):
 
 _TASK_FLAGS = {"min_len": ("copy", "reverse", "shift"), "max_len": ("copy", "reverse", "shift"),
                "num_symbols": ("copy", "reverse", "shift"), "offset": ("shift",),
-               "min_year": ("dates",), "max_year": ("dates",)}
+               "min_year": ("dates",), "max_year": ("dates",), "held_out_size": TASK_NAMES}
 
 
 def _task_options(args) -> dict:
