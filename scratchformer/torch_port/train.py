@@ -57,6 +57,10 @@ def _check_args(a) -> None:
                          f"{a.layers}, {a.warmup}, {a.eval_size}")
     if not a.lr > 0 or a.clip < 0:
         raise ValueError(f"--lr must be > 0 and --clip >= 0, got {a.lr} and {a.clip}")
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
+    if a.batch_size % world:
+        raise ValueError(f"--batch-size {a.batch_size} must be divisible by the number of "
+                         f"processes {world}")
     if a.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda given, but torch.cuda.is_available() is False "
                          f"(torch {torch.__version__})")
@@ -183,9 +187,6 @@ def train(args) -> tuple[torch.nn.Module, dict]:
     try:
         if args.threads or args.device == "cpu":
             torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // env.local_world))
-        if args.batch_size % env.world:
-            raise ValueError(f"--batch-size {args.batch_size} must be divisible by the number of "
-                             f"processes {env.world}")
         torch.manual_seed(args.seed * 1000 + env.rank)  # dropout masks differ between ranks
         data = TaskData(args.task, args.seed) if args.task else CorpusData(args.corpus, args.block_size, args.seed)
         model = build_model(args, data).to(env.device)
