@@ -266,8 +266,9 @@ def attention_html(record, title: str | None = None) -> str:
     data = record.to_json() if hasattr(record, "to_json") else dict(record)
     if not data.get("layers"):
         raise ValueError("the record holds no attention maps")
-    # JSON inside <script>: "</" would end the element early, so escape the slash
-    blob = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    # JSON inside <script>: a "<" could end the element early ("</script>") or start a
+    # comment ("<!--"); \u003c is the same character to JSON.parse and inert to HTML
+    blob = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
     io = ""
     if data.get("input_text") is not None:
         io = f"input <code>{html.escape(data['input_text'])}</code>"

@@ -233,15 +233,16 @@ def plot_attention(attn, kind: str = "cross", layer: int = -1, *, query_tokens=N
     plt = _pyplot()
     ncols = min(len(heads), 4) if ncols is None else ncols
     nrows = -(-len(heads) // ncols)
-    cell = 0.24  # inches per token
-    fw = max(2.2, 0.7 + cell * Tk) * ncols + 0.8
-    fh = max(2.2, 0.9 + cell * Tq) * nrows + 0.6
-    fig, axes = plt.subplots(nrows, ncols, figsize=(fw, fh), squeeze=False, dpi=dpi)
+    cell = 0.22  # inches per token
+    fw = max(1.8, 0.6 + cell * Tk) * ncols + 1.0
+    fh = max(1.8, 1.0 + cell * Tq) * nrows + 0.4
+    fig, axes = plt.subplots(nrows, ncols, figsize=(fw, fh), squeeze=False, dpi=dpi,
+                             layout="constrained")  # room for tick labels, titles, colorbar
     label = KINDS.get(kind, (None, None, kind))[2]
     for ax in axes.flat[len(heads):]:
         ax.axis("off")
     for ax, h in zip(axes.flat, heads):
-        im = ax.imshow(w[h], cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto",
+        im = ax.imshow(w[h], cmap=cmap, vmin=0.0, vmax=1.0, aspect="equal",
                        interpolation="nearest")
         ax.set_title(f"head {h}", fontsize=9)
         ax.set_xticks(range(Tk), [_show(t) for t in key_tokens], fontsize=7, rotation=90)
@@ -252,7 +253,7 @@ def plot_attention(attn, kind: str = "cross", layer: int = -1, *, query_tokens=N
     for ax in axes[-1, :]:
         ax.set_xlabel("key (source)" if kind in ("enc", "cross") else "key (target input)",
                       fontsize=8)
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="attention weight")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="attention weight")
     fig.suptitle(title or f"{label}, layer {layer}", fontsize=10)
     if path is not None:
         fig.savefig(os.fspath(path), dpi=dpi, bbox_inches="tight")
@@ -306,7 +307,7 @@ def plot_loss(metrics_file, path=None, title: str | None = None, dpi: int = 100)
     plt = _pyplot()
     acc = {k: v for k, v in series.items() if "loss" not in k}
     fig, axes = plt.subplots(1, 2 if acc else 1, figsize=(10 if acc else 5.5, 3.6),
-                             squeeze=False, dpi=dpi)
+                             squeeze=False, dpi=dpi, layout="constrained")
     ax = axes[0, 0]
     for name, (xs, ys) in series.items():
         if "loss" in name:
@@ -326,7 +327,6 @@ def plot_loss(metrics_file, path=None, title: str | None = None, dpi: int = 100)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle(title or os.fspath(metrics_file), fontsize=10)
-    fig.tight_layout()
     if path is not None:
         fig.savefig(os.fspath(path), dpi=dpi, bbox_inches="tight")
     return fig
