@@ -80,7 +80,8 @@ class Dist:
             self.device = torch.device("cuda", self.local_rank)
         else:
             self.device = torch.device("cpu")
-        self.enabled = self.world > 1
+        # under torchrun, a process group even for one process (exercises gloo/nccl + DDP)
+        self.enabled = self.world > 1 or "TORCHELASTIC_RUN_ID" in os.environ
         if self.enabled and not dist.is_initialized():
             dist.init_process_group("nccl" if device == "cuda" else "gloo")
         self.main = self.rank == 0
