@@ -168,10 +168,12 @@ def test_load_without_task_says_so(tmp_path, model):
 
 
 # ---- the command line ---------------------------------------------------------------------
-cli = pytest.importorskip("scratchformer.cli")
+@pytest.fixture
+def cli():
+    return pytest.importorskip("scratchformer.cli")
 
 
-def test_cli_attention_writes_png_and_html(checkpoint, tmp_path, capsys):
+def test_cli_attention_writes_png_and_html(cli, checkpoint, tmp_path, capsys):
     png, page = tmp_path / "attn.png", tmp_path / "attn.html"
     rc = cli.main(["attention", "--checkpoint", str(checkpoint), "--input", "Nov 27, 2026",
                    "--out", str(png), "--html", str(page), "--kind", "enc", "--layer", "0",
@@ -190,7 +192,7 @@ def test_cli_attention_writes_png_and_html(checkpoint, tmp_path, capsys):
     ([], "give --out PNG and/or --html HTML"),
     (["--html", "x.html", "--input", "Nov 27 @"], "unknown symbol '@'"),
 ])
-def test_cli_attention_errors_are_one_line(checkpoint, tmp_path, capsys, argv, message):
+def test_cli_attention_errors_are_one_line(cli, checkpoint, tmp_path, capsys, argv, message):
     args = ["attention", "--checkpoint", str(checkpoint), "--input", "Nov 27, 2026"] + argv
     args = [a if not a.endswith((".png", ".html")) else str(tmp_path / a) for a in args]
     assert cli.main(args) == 2
@@ -198,7 +200,7 @@ def test_cli_attention_errors_are_one_line(checkpoint, tmp_path, capsys, argv, m
     assert message in err and err.count("\n") == 1
 
 
-def test_cli_attention_missing_checkpoint(tmp_path, capsys):
+def test_cli_attention_missing_checkpoint(cli, tmp_path, capsys):
     rc = cli.main(["attention", "--checkpoint", str(tmp_path / "none.npz"), "--input", "x",
                    "--html", str(tmp_path / "a.html")])
     assert rc == 2 and "checkpoint not found" in capsys.readouterr().err
