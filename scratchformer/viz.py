@@ -260,6 +260,11 @@ def plot_attention(attn, kind: str = "cross", layer: int = -1, *, query_tokens=N
     return fig
 
 
+def close_figure(fig) -> None:
+    """Release a figure made here (pyplot keeps every figure alive until it is closed)."""
+    _pyplot().close(fig)
+
+
 def _show(token: str) -> str:
     """Make blanks visible as tick labels (a space would be an empty label)."""
     return "␣" if token == " " else token

@@ -81,12 +81,9 @@ def attention_command(args) -> int:
         raise _error(f"bad --input for task {task.name!r}: {e}") from None
     print(f"{args.input!r} -> {rec.output_text!r}")
     if args.out:
-        from .viz import plot_attention
+        from .viz import close_figure, plot_attention
 
-        fig = plot_attention(rec, kind=args.kind, layer=args.layer, path=args.out)
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+        close_figure(plot_attention(rec, kind=args.kind, layer=args.layer, path=args.out))
         print(f"wrote {args.out} ({args.kind} attention, layer {args.layer % n}, "
               f"{rec.n_heads} heads)")
     if args.html:
