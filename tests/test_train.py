@@ -233,8 +233,11 @@ def test_quick_evaluation_escalates_to_the_full_set():
     model = tiny_model(task)
     ev = Seq2SeqEvaluator(task.held_out(), quick=10, escalate_at=0.0)
     assert ev(model)["n"] == 50
-    ev = Seq2SeqEvaluator(task.held_out(), quick=10, escalate_at=None)
-    assert ev(model)["n"] == 10
+    ev = Seq2SeqEvaluator(task.held_out(), quick=10, escalate_at=None, batch_size=4)
+    quick = ev(model)
+    assert quick["n"] == 10 and 0 <= quick["exact_match"] <= 1
+    whole = Seq2SeqEvaluator(task.held_out()[:10]).evaluate(model)
+    assert quick == pytest.approx(whole, rel=1e-5)  # batching does not change the numbers
 
 
 def test_generic_loop_trains_a_gpt_with_lm_step():
