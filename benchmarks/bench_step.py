@@ -1,4 +1,5 @@
-"""Milliseconds per training step, NumPy ScratchFormer vs a torch.nn.Transformer reference.
+"""Milliseconds per training step, NumPy ScratchFormer vs a torch.nn.Transformer reference
+and vs the PyTorch twin (scratchformer.torch_port: same config, same initial weights).
 
 A step = forward + cross-entropy + backward + Adam update, on random token batches.
 Both sides use the same thread count (threadpoolctl limits NumPy's BLAS,
@@ -6,7 +7,7 @@ torch.set_num_threads limits torch), and steps alternate in one process so a bus
 neighbour slows both alike. Prints the median ms/step, the ratio NumPy/torch, and the
 GFLOP/s NumPy achieves against this machine's measured sgemm peak.
 
-    python benchmarks/bench_step.py                 # toy and small
+    python benchmarks/bench_step.py                 # toy, small and char-gpt
     python benchmarks/bench_step.py --configs small --steps 30 --profile
 """
 
@@ -29,6 +30,9 @@ from scratchformer.optim import Adam  # noqa: E402
 CONFIGS = {
     "toy": dict(vocab=13, d_model=64, n_heads=4, d_ff=256, layers=2, batch=64, length=12),
     "small": dict(vocab=1000, d_model=256, n_heads=8, d_ff=1024, layers=3, batch=32, length=64),
+    # the defaults of `scratchformer gpt train` on tiny-shakespeare (65 characters)
+    "char-gpt": dict(kind="gpt", vocab=65, d_model=128, n_heads=4, d_ff=512, layers=4, batch=12,
+                     length=64),
 }
 
 
@@ -38,6 +42,8 @@ def step_flops(c) -> float:
     N = B * T
     attn = 2 * N * D * 4 * D + 2 * 2 * B * T * T * D  # projections + scores + weighted sum
     ffn = 2 * 2 * N * D * F
+    if c.get("kind") == "gpt":  # L blocks of self-attention + FFN, then the (tied) lm_head
+        return 3.0 * (L * (attn + ffn) + 2 * N * D * V)
     enc = L * (attn + ffn)
     dec = L * (2 * attn + ffn)
     gen = 2 * N * D * V
@@ -45,6 +51,8 @@ def step_flops(c) -> float:
 
 
 def numpy_setup(c, seed=0):
+    if c.get("kind") == "gpt":
+        return numpy_gpt_setup(c, seed)
     cfg = sf.TransformerConfig(c["vocab"], c["vocab"], d_model=c["d_model"], n_heads=c["n_heads"],
                                d_ff=c["d_ff"], n_encoder_layers=c["layers"],
                                n_decoder_layers=c["layers"], dropout=0.0, seed=seed)
@@ -110,6 +118,65 @@ def torch_setup(c, seed=0):
     return step
 
 
+# ---- the PyTorch twin column (scratchformer.torch_port) ----------------------------------
+def numpy_gpt_setup(c, seed=0):
+    """A NumPy GPT training step (the char-GPT config)."""
+    cfg = sf.GPTConfig(c["vocab"], d_model=c["d_model"], n_heads=c["n_heads"], d_ff=c["d_ff"],
+                       n_layers=c["layers"], max_len=c["length"], dropout=0.0, seed=seed)
+    model = sf.GPT(cfg)
+    opt = Adam(model.parameters(), lr=1e-4)
+    crit = sf.CrossEntropyLoss()
+    data = np.random.default_rng(seed).integers(0, c["vocab"], (c["batch"], c["length"] + 1))
+
+    def step():
+        opt.zero_grad()
+        loss = crit(model(data[:, :-1]), data[:, 1:])
+        model.backward(crit.backward())
+        opt.step()
+        return loss
+
+    return step
+
+
+def twin_setup(c, seed=0):
+    """The same step in the torch twin (TorchTransformer / TorchGPT, same config and init):
+    forward + cross-entropy + autograd backward + torch.optim.Adam."""
+    import torch
+    import torch.nn.functional as F
+
+    from scratchformer.torch_port import TorchGPT, TorchTransformer
+
+    V = c["vocab"]
+    rng = np.random.default_rng(seed)
+    if c.get("kind") == "gpt":
+        model = TorchGPT(sf.GPTConfig(V, d_model=c["d_model"], n_heads=c["n_heads"], d_ff=c["d_ff"],
+                                      n_layers=c["layers"], max_len=c["length"], dropout=0.0, seed=seed))
+        data = torch.from_numpy(rng.integers(0, V, (c["batch"], c["length"] + 1)))
+
+        def logits_targets():
+            return model(data[:, :-1]), data[:, 1:]
+    else:
+        model = TorchTransformer(sf.TransformerConfig(
+            V, V, d_model=c["d_model"], n_heads=c["n_heads"], d_ff=c["d_ff"],
+            n_encoder_layers=c["layers"], n_decoder_layers=c["layers"], dropout=0.0, seed=seed))
+        src = torch.from_numpy(rng.integers(3, V, (c["batch"], c["length"])))
+        tgt = torch.from_numpy(rng.integers(3, V, (c["batch"], c["length"] + 1)))
+
+        def logits_targets():
+            return model(src, tgt[:, :-1]), tgt[:, 1:]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        logits, targets = logits_targets()
+        loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=0)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
 def sgemm_peak(threads: int) -> float:
     """Best GFLOP/s of a 1024³ float32 matmul on this machine, with this many threads."""
     a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
@@ -149,16 +216,21 @@ def main(argv=None):
         peak = sgemm_peak(args.threads)
         print(f"threads={args.threads}  sgemm peak {peak:.1f} GFLOP/s  numpy {np.__version__}"
               + (f"  torch {torch.__version__}" if have_torch else ""))
-        print(f"{'config':8s} {'numpy ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s} {'%peak':>6s}")
+        print(f"{'config':8s} {'numpy ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s} {'%peak':>6s}"
+              f" {'twin ms':>8s} {'np/twin':>7s}")
         for name in args.configs:
             c = CONFIGS[name]
             np_step = numpy_setup(c)
-            t_step = torch_setup(c) if have_torch else None
+            is_gpt = c.get("kind") == "gpt"  # no nn.Transformer reference for the GPT
+            t_step = torch_setup(c) if have_torch and not is_gpt else None
+            w_step = twin_setup(c) if have_torch else None
             for _ in range(args.warmup):
                 np_step()
                 if t_step:
                     t_step()
-            tn, tt = [], []
+                if w_step:
+                    w_step()
+            tn, tt, tw = [], [], []
             prof = cProfile.Profile() if args.profile else None
             for _ in range(args.steps):  # alternate: the same conditions for both
                 t0 = time.perf_counter()
@@ -172,10 +244,16 @@ def main(argv=None):
                     t0 = time.perf_counter()
                     t_step()
                     tt.append(time.perf_counter() - t0)
+                if w_step:
+                    t0 = time.perf_counter()
+                    w_step()
+                    tw.append(time.perf_counter() - t0)
             ms_np = median_ms(tn)
             gflops = step_flops(c) / (ms_np / 1e3) / 1e9
             ms_t = median_ms(tt) if tt else float("nan")
-            print(f"{name:8s} {ms_np:9.2f} {ms_t:9.2f} {ms_np / ms_t:6.2f} {gflops:8.1f} {100 * gflops / peak:5.0f}%")
+            ms_w = median_ms(tw) if tw else float("nan")
+            print(f"{name:8s} {ms_np:9.2f} {ms_t:9.2f} {ms_np / ms_t:6.2f} {gflops:8.1f} {100 * gflops / peak:5.0f}%"
+                  f" {ms_w:8.2f} {ms_np / ms_w:7.2f}")
             if prof:
                 s = io.StringIO()
                 pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(25)
