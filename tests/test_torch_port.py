@@ -192,6 +192,27 @@ def test_torch_trained_checkpoint_decodes_identically_in_numpy(tmp_path):
     assert (numpy_tokens[:, 0] == tgt_out[:, 0]).mean() > 0.5
 
 
+def test_torch_trained_gpt_checkpoint_generates_identically_in_numpy(tmp_path):
+    from scratchformer.checkpoint import load
+    from scratchformer.data.chartok import CharTokenizer
+    from scratchformer.torch_port.train import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("to be or not to be, that is the question.\n" * 40, encoding="utf-8")
+    ckpt = tmp_path / "gpt.npz"
+    rc = main(["--corpus", str(corpus), "--steps", "30", "--batch-size", "8", "--block-size", "16",
+               "--d-model", "32", "--n-heads", "2", "--d-ff", "64", "--layers", "1", "--lr", "1e-2",
+               "--warmup", "5", "--threads", "1", "--eval-size", "20", "--quiet", "--out", str(ckpt)])
+    assert rc == 0
+    model, _, state = load(ckpt)
+    assert isinstance(model, GPT) and model.config.max_len == 16 and model.config.tie_embeddings
+    tok = CharTokenizer.from_json(state["tokenizer"])
+    prompt = tok.encode("to be")[None]  # (1, 5)
+    want = model.generate(prompt, 30, top_k=1)  # past max_len 16: the window restarts
+    np.testing.assert_array_equal(_np(to_torch(model).generate(prompt, 30, top_k=1)), want)
+    assert tok.decode(want[0]).startswith("to be")
+
+
 # ---- errors and layering ----------------------------------------------------------------------
 def test_bad_inputs_raise_clear_errors():
     tm = TorchTransformer(_tcfg())
