@@ -4,8 +4,9 @@
 
 Tokens exclude the BOS; each row ends at its EOS, later positions hold ``pad_id``; decoding
 stops early once every row has finished. The target mask is causal only (a generated PAD is
-an ordinary token), exactly as in ``scratchformer.decoding``, so both pick the same tokens. The encoder runs once; each step re-runs the
-decoder over the prefix (no KV cache: the twin favours plain code, the NumPy side has the cache).
+an ordinary token), exactly as in ``scratchformer.decoding``, so both pick the same tokens.
+The encoder runs once; each step re-runs the decoder over the prefix (no KV cache: the twin
+favours plain code, the NumPy side has the cache).
 """
 
 from __future__ import annotations

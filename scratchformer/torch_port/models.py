@@ -42,26 +42,31 @@ __all__ = ["TorchTransformer", "TorchGPT", "MultiHeadAttention", "FeedForward", 
 
 # ---- inputs ---------------------------------------------------------------------------
 def as_tokens(name: str, tokens, vocab_size: int, max_len: int, device) -> torch.Tensor:
-    """A (B, T) int64 tensor on ``device`` from an array or tensor; ids checked against V."""
-    if not isinstance(tokens, torch.Tensor):
-        arr = np.asarray(tokens)
-        if arr.dtype.kind not in "iu":
-            raise TypeError(f"{name} must be an integer array of token ids, got dtype {arr.dtype}")
-        tokens = torch.from_numpy(arr.astype(np.int64, copy=False))
-    if tokens.dtype.is_floating_point or tokens.dtype == torch.bool or tokens.is_complex():
+    """A (B, T) int64 tensor on ``device`` from an array or tensor; ids checked against V.
+
+    Arrays are checked on the host before the copy; a tensor costs one ``aminmax`` (one
+    device sync on a GPU).
+    """
+    is_tensor = isinstance(tokens, torch.Tensor)
+    if not is_tensor:
+        tokens = np.asarray(tokens)
+        if tokens.dtype.kind not in "iu":
+            raise TypeError(f"{name} must be an integer array of token ids, got dtype {tokens.dtype}")
+    elif tokens.dtype.is_floating_point or tokens.dtype == torch.bool or tokens.is_complex():
         raise TypeError(f"{name} must be an integer tensor of token ids, got dtype {tokens.dtype}")
-    if tokens.ndim != 2:
-        raise ValueError(f"{name} must have shape (B, T), got shape {tuple(tokens.shape)}")
-    if tokens.shape[0] == 0 or tokens.shape[1] == 0:
-        raise ValueError(f"{name} must be non-empty, got shape {tuple(tokens.shape)}")
-    if tokens.shape[1] > max_len:
-        raise ValueError(f"{name} length {tokens.shape[1]} exceeds max_len {max_len}")
-    tokens = tokens.to(device=device, dtype=torch.long)
-    lo, hi = int(tokens.min()), int(tokens.max())
+    shape = tuple(tokens.shape)
+    if len(shape) != 2:
+        raise ValueError(f"{name} must have shape (B, T), got shape {shape}")
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {shape}")
+    if shape[1] > max_len:
+        raise ValueError(f"{name} length {shape[1]} exceeds max_len {max_len}")
+    lo, hi = (int(v) for v in torch.aminmax(tokens)) if is_tensor else (tokens.min(), tokens.max())
     if lo < 0 or hi >= vocab_size:
-        bad = lo if lo < 0 else hi
-        raise ValueError(f"token id {bad} out of range for vocab_size {vocab_size} ({name})")
-    return tokens
+        raise ValueError(f"token id {lo if lo < 0 else hi} out of range for vocab_size {vocab_size} ({name})")
+    if not is_tensor:
+        tokens = torch.from_numpy(tokens.astype(np.int64, copy=False))
+    return tokens.to(device=device, dtype=torch.long)
 
 
 def as_mask(mask, device) -> torch.Tensor | None:
@@ -307,8 +312,7 @@ class TorchTransformer(_TiedStateDict, nn.Module):
         """src (B, S) → memory (B, S, D)."""
         cfg = self.config
         src = as_tokens("src", src, cfg.src_vocab_size, cfg.max_len, self.device)
-        src_mask = padding_mask(src, cfg.pad_id) if src_mask is None else as_mask(src_mask, self.device)
-        return self.encoder(_embed(self, self.src_embed, src, self.src_dropout), src_mask)
+        return self._encode(src, as_mask(src_mask, self.device))
 
     def decode(self, memory, tgt, src_mask=None, tgt_mask=None) -> torch.Tensor:
         """memory (B, S, D), tgt (B, T) → logits (B, T, V); src_mask masks memory keys."""
@@ -317,13 +321,7 @@ class TorchTransformer(_TiedStateDict, nn.Module):
         if memory.ndim != 3 or memory.shape[0] != tgt.shape[0] or memory.shape[2] != cfg.d_model:
             raise ValueError(f"memory must have shape ({tgt.shape[0]}, S, {cfg.d_model}), "
                              f"got {tuple(memory.shape)}")
-        if tgt_mask is None:
-            tgt_mask = padding_mask(tgt, cfg.pad_id) & causal_mask(tgt.shape[1], tgt.device)
-        else:
-            tgt_mask = as_mask(tgt_mask, self.device)
-        y = self.decoder(_embed(self, self.tgt_embed, tgt, self.tgt_dropout), memory, tgt_mask,
-                         as_mask(src_mask, self.device))
-        return self.generator(y)  # (B, T, V)
+        return self._decode(memory, tgt, as_mask(src_mask, self.device), as_mask(tgt_mask, self.device))
 
     def forward(self, src, tgt, src_mask=None, tgt_mask=None) -> torch.Tensor:
         cfg = self.config
@@ -332,7 +330,20 @@ class TorchTransformer(_TiedStateDict, nn.Module):
         if src.shape[0] != tgt.shape[0]:
             raise ValueError(f"src and tgt batch sizes differ: {src.shape[0]} vs {tgt.shape[0]}")
         src_mask = padding_mask(src, cfg.pad_id) if src_mask is None else as_mask(src_mask, self.device)
-        return self.decode(self.encode(src, src_mask), tgt, src_mask, tgt_mask)
+        memory = self._encode(src, src_mask)  # (B, S, D)
+        return self._decode(memory, tgt, src_mask, as_mask(tgt_mask, self.device))
+
+    # validated inputs from here on (tensors on the model's device)
+    def _encode(self, src, src_mask):
+        if src_mask is None:
+            src_mask = padding_mask(src, self.config.pad_id)  # (B, 1, 1, S)
+        return self.encoder(_embed(self, self.src_embed, src, self.src_dropout), src_mask)
+
+    def _decode(self, memory, tgt, src_mask, tgt_mask):
+        if tgt_mask is None:  # (B, 1, T, T): no PAD keys, no future
+            tgt_mask = padding_mask(tgt, self.config.pad_id) & causal_mask(tgt.shape[1], tgt.device)
+        y = self.decoder(_embed(self, self.tgt_embed, tgt, self.tgt_dropout), memory, tgt_mask, src_mask)
+        return self.generator(y)  # (B, T, V)
 
 
 # ---- the decoder-only GPT ------------------------------------------------------------------------

@@ -170,8 +170,8 @@ def step_loss(model, batch, n_tokens_global: int, world: int, device, is_task: b
     else:
         x, target = (torch.from_numpy(z).to(device) for z in batch)
         logits = model(x)  # (b, T, V)
-    total = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=0 if is_task else -100,
-                            reduction="sum")
+    total = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(),
+                            ignore_index=0 if is_task else -100, reduction="sum")  # Σ token losses
     return total * (world / n_tokens_global), total.detach()
 
 
@@ -189,10 +189,13 @@ def train(args) -> tuple[torch.nn.Module, dict]:
         if args.threads or args.device == "cpu":
             torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // env.local_world))
         torch.manual_seed(args.seed * 1000 + env.rank)  # dropout masks differ between ranks
-        data = TaskData(args.task, args.seed) if args.task else CorpusData(args.corpus, args.block_size, args.seed)
+        data = (TaskData(args.task, args.seed) if args.task
+                else CorpusData(args.corpus, args.block_size, args.seed))
         model = build_model(args, data).to(env.device)
         model.train()
-        net = DDP(model, device_ids=[env.local_rank] if args.device == "cuda" else None) if env.enabled else model
+        net = model
+        if env.enabled:  # gradients all-reduced (averaged) during backward
+            net = DDP(model, device_ids=[env.local_rank] if args.device == "cuda" else None)
         opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9,
                                 weight_decay=args.weight_decay)
         sched = WarmupCosine(args.lr, args.warmup, max(args.steps, args.warmup, 1),
