@@ -248,6 +248,12 @@ def _task_options(args) -> dict:
     return opts
 
 
+# flags (default None) that a resumed run takes from its checkpoint instead
+_SETTINGS = ("d_model", "heads", "layers", "d_ff", "dropout", "activation", "norm", "batch_size",
+             "lr", "warmup", "schedule", "optimizer", "weight_decay", "clip_norm",
+             "label_smoothing", "eval_every", "target")
+
+
 def _model_overrides(args) -> dict:
     pairs = {"d_model": args.d_model, "n_heads": args.heads, "d_ff": args.d_ff,
              "dropout": args.dropout, "activation": args.activation}
@@ -286,6 +292,12 @@ def cmd_train(args) -> int:
     limiter = _set_threads(args.threads)  # noqa: F841  (kept alive for the whole run)
     progress = False if args.quiet else ("plain" if args.no_progress else True)
     if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in (*_TASK_FLAGS, *_SETTINGS)
+                 if getattr(args, k) is not None]
+        if args.task is not None or given:
+            raise CLIError(f"--resume continues with the checkpoint's task, model and settings; "
+                           f"drop {', '.join((['--task'] if args.task else []) + given)} "
+                           f"(only --steps, --out and display flags may change)")
         model, _, state, task = _load_checkpoint(args.resume)
         ts = trainer_state(state, args.resume)
         cfg_dict = dict(ts["train_config"])

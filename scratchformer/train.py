@@ -540,15 +540,15 @@ TASK_PRESETS = {
     "copy": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 1},
              "train": {"steps": 600, "batch_size": 64, "lr": 5e-3, "warmup": 50,
                        "eval_every": 50, "target": 0.99}},
-    "reverse": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 2},
-                "train": {"steps": 2000, "batch_size": 64, "lr": 3e-3, "warmup": 100,
+    "reverse": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 1},
+                "train": {"steps": 1500, "batch_size": 64, "lr": 5e-3, "warmup": 50,
                           "eval_every": 100, "target": 0.99}},
-    "shift": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 2},
-              "train": {"steps": 2000, "batch_size": 64, "lr": 3e-3, "warmup": 100,
+    "shift": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 1},
+              "train": {"steps": 1500, "batch_size": 64, "lr": 5e-3, "warmup": 50,
                         "eval_every": 100, "target": 0.99}},
-    "dates": {"model": {"d_model": 128, "n_heads": 4, "d_ff": 256, "layers": 2},
-              "train": {"steps": 4000, "batch_size": 64, "lr": 2e-3, "warmup": 200,
-                        "eval_every": 200, "target": 0.98}},
+    "dates": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 2},
+              "train": {"steps": 3000, "batch_size": 64, "lr": 3e-3, "warmup": 100,
+                        "eval_every": 100, "target": 0.98}},
 }
 _GENERIC_PRESET = TASK_PRESETS["copy"]
 

@@ -68,6 +68,11 @@ def test_resume_continues_to_more_steps(trained, tmp_path, capsys):
     assert state["trainer"]["step"] == 30 and state["task"]["name"] == "reverse"
 
 
+def test_resume_refuses_flags_it_would_ignore(trained, capsys):
+    rc = main(["train", "--resume", str(trained / "checkpoint.npz"), "--lr", "0.1"])
+    assert rc == 2 and "drop --lr" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv,message", [
     (["train", "--task", "sort"], "unknown task 'sort'"),
     (["train"], "--task is required"),
