@@ -103,7 +103,8 @@ def _add_train(sub):
                                  "(default: runs/TASK)")
     p.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue the run saved in CHECKPOINT bit for bit (its model, optimizer, "
-                        "task and settings; --steps may extend it)")
+                        "task and settings). --steps may extend it, but then the cosine decay "
+                        "is stretched to the new length")
     t = p.add_argument_group("task options")
     t.add_argument("--min-len", type=int, help="shortest sequence (copy/reverse/shift; task default 1)")
     t.add_argument("--max-len", type=int, help="longest sequence (copy/reverse/shift; task default 10)")
