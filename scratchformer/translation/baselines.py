@@ -75,8 +75,8 @@ class WordDictionary:
             e = [e_vocab.setdefault(w.lower(), len(e_vocab)) for w in words(src)]
             f = [f_vocab.setdefault(w.lower(), len(f_vocab)) for w in words(tgt)]
             if e and f and len(e) * len(f) <= max_pairs_per_sentence:
-                e_rows.append(np.array(e, dtype=np.int64))
-                f_rows.append(np.array(f, dtype=np.int64))
+                e_rows.append(np.array(e, dtype=np.int32))
+                f_rows.append(np.array(f, dtype=np.int32))
         if not e_rows:
             raise ValueError("no usable sentence pair (both sides need a word)")
         # One entry per (sentence k, target position j, source position i): ids e, f and
@@ -86,12 +86,15 @@ class WordDictionary:
         for e, f in zip(e_rows, f_rows):
             E.append(np.tile(e, len(f)))  # (m·l,)  i varies fastest
             F.append(np.repeat(f, len(e)))  # (m·l,)
-            G.append(np.repeat(np.arange(group, group + len(f)), len(e)))
+            G.append(np.repeat(np.arange(group, group + len(f), dtype=np.int32), len(e)))
             group += len(f)
         E, F, G = np.concatenate(E), np.concatenate(F), np.concatenate(G)
         n_f = len(f_vocab)
-        key = E * n_f + F  # flat id of the pair (e, f)
+        key = E.astype(np.int64) * n_f + F  # flat id of the pair (e, f)
+        del E, F
         uniq, pair = np.unique(key, return_inverse=True)  # t lives on the observed pairs only
+        del key
+        pair = pair.astype(np.int32)
         pe = uniq // n_f  # (P,) source word of each pair
         t = np.ones(len(uniq))  # uniform start (normalisation does not matter for step one)
         for _ in range(iterations):
