@@ -83,13 +83,13 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--iters", type=int, default=20, help="timed training steps")
     ap.add_argument("--repeats", type=int, default=3, help="timed generations per mode")
-    ap.add_argument("--threads", type=int, default=None, help="BLAS threads (threadpoolctl)")
+    ap.add_argument("--threads", type=int, default=None, help="BLAS threads for the training step")
+    ap.add_argument("--gen-threads", type=int, default=1,
+                    help="BLAS threads for generation (1: a second thread slows 1-token steps)")
     ap.add_argument("--skip-train", action="store_true")
     args = ap.parse_args(argv)
 
-    if args.threads:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(args.threads)
+    from threadpoolctl import threadpool_limits
     if args.checkpoint:
         from scratchformer.checkpoint import load
         model = load(args.checkpoint)[0]
@@ -101,12 +101,16 @@ def main(argv=None) -> None:
     load1 = os.getloadavg()[0]
     print(f"GPT: {cfg.n_layers} layers, {cfg.n_heads} heads, d_model {cfg.d_model}, d_ff {cfg.d_ff}, "
           f"max_len {cfg.max_len}, vocab {cfg.vocab_size}, {model.num_parameters():,} parameters; "
-          f"threads {args.threads or 'default'}; load average {load1:.2f} on {os.cpu_count()} CPUs")
-    g = bench_generation(model, args.tokens, args.prompt_len, args.repeats)
+          f"BLAS threads: train {args.threads or 'default'}, generate {args.gen_threads}; "
+          f"load average {load1:.2f} on {os.cpu_count()} CPUs")
+    with threadpool_limits(args.gen_threads):
+        g = bench_generation(model, args.tokens, args.prompt_len, args.repeats)
     print(f"generate {args.tokens} tokens (batch 1): KV cache {g['cached']:.2f} ms/token, "
           f"recompute {g['uncached']:.2f} ms/token -> {g['uncached'] / g['cached']:.1f}x faster; "
           f"identical tokens: {g['identical']}")
     if not args.skip_train:
+        if args.threads:
+            threadpool_limits(args.threads)
         ms = bench_train_step(cfg, args.batch, min(args.max_len, cfg.max_len), args.iters)
         print(f"train step (batch {args.batch}, block {min(args.max_len, cfg.max_len)}, fwd+bwd+AdamW): "
               f"{ms:.1f} ms/iter")

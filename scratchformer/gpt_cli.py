@@ -112,6 +112,10 @@ def _user_error(e: Exception):
 
 
 def sample_command(args) -> int:
+    from .train import limit_blas_threads
+
+    # one-token steps are tiny matmuls: a second BLAS thread only adds overhead (bench_gpt)
+    limiter = limit_blas_threads(1)  # noqa: F841
     try:
         model, tok = load_gpt(args.checkpoint)
         text = sample_text(model, tok, args.prompt, args.tokens, args.temperature, args.top_k,
