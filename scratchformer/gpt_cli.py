@@ -1,4 +1,6 @@
-"""``scratchformer gpt train|sample``: the character-level GPT from the command line.
+"""``scratchformer gpt train|sample``: the character-level GPT from the command line, and
+the glue that trains it with the project's one loop (``scratchformer.train.Trainer``):
+``random_blocks`` (data), ``LMEvaluator`` / ``full_loss`` (train/val loss), ``train_gpt``.
 
     scratchformer gpt train --corpus tiny --out runs/gpt          # nanoGPT's CPU recipe
     scratchformer gpt train --corpus tiny --out runs/gpt --resume # continue from last.npz
