@@ -85,6 +85,7 @@ def register(subparsers) -> None:
                    help="score BLEU/chrF on the checkpoint's test split instead")
     s.add_argument("--test-limit", type=int, default=None)
     s.add_argument("--show-pieces", action="store_true", help="also print the source subwords")
+    s.add_argument("--threads", type=int, default=1, help="BLAS threads")
     s.set_defaults(func=translate_command)
 
 
@@ -189,9 +190,11 @@ def train_command(args) -> int:
 
 # ---- translate ------------------------------------------------------------------------------
 def translate_command(args) -> int:
+    from .train import limit_blas_threads
     from .translation.evaluate import translate_texts
     from .translation.pipeline import load_translator
 
+    _limiter = limit_blas_threads(args.threads)  # noqa: F841  (kept alive for the command)
     model, tok, info = load_translator(args.checkpoint)
     if args.test:
         train, _, test = _splits(info)
