@@ -26,6 +26,10 @@ the run had never stopped. The same seeds give the same weights, batches and los
 
 A loss or gradient norm that becomes NaN/inf halts training with ``TrainingDiverged``
 naming the step, before the optimizer can write garbage into the weights.
+
+Beside this module: ``recipes.py`` (``Seq2SeqEvaluator`` and the toy-task recipes
+``TASK_PRESETS``, ``train_task``, ...; re-exported here), ``progress.py`` (the tqdm bar
+or plain lines) and ``schedules.py`` (the learning-rate schedules).
 """
 
 from __future__ import annotations
@@ -33,15 +37,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
 from .loss import CrossEntropyLoss
-from .optim import SGD, Adam, AdamW, ConstantLR, NoamSchedule, WarmupCosine, clip_grad_norm
+from .optim import SGD, Adam, AdamW, clip_grad_norm
+from .progress import Progress, format_metrics
+from .schedules import ConstantLR, NoamSchedule, WarmupCosine
 
 
 class TrainingDiverged(FloatingPointError):
@@ -136,13 +141,12 @@ def make_optimizer(params, cfg: TrainConfig):
 
 def make_schedule(cfg: TrainConfig, d_model: int | None = None):
     """step -> lr, peaking at ``cfg.lr`` after ``cfg.warmup`` steps (see TrainConfig)."""
-    warmup = max(cfg.warmup, 1)
     if cfg.schedule == "noam":  # factor chosen so the peak, at step = warmup, is cfg.lr
-        d = d_model or 1
+        d, warmup = d_model or 1, max(cfg.warmup, 1)
         return NoamSchedule(d, warmup, factor=cfg.lr * math.sqrt(d * warmup))
-    if cfg.schedule == "constant":
-        return WarmupCosine(cfg.lr, cfg.warmup, max(cfg.warmup, 1), min_lr=cfg.lr) \
-            if cfg.warmup else ConstantLR(cfg.lr)
+    if cfg.schedule == "constant":  # warm up, then lr from step = warmup on
+        return WarmupCosine(cfg.lr, cfg.warmup, cfg.warmup, min_lr=cfg.lr) if cfg.warmup \
+            else ConstantLR(cfg.lr)
     return WarmupCosine(cfg.lr, cfg.warmup, max(cfg.steps, cfg.warmup, 1),
                         min_lr=cfg.lr * cfg.min_lr_ratio)
 
@@ -181,130 +185,6 @@ def _count_tokens(targets, ignore_index) -> int:
 def default_step_fn(model) -> Callable:
     """``seq2seq_step`` for a model with an encoder (``encode``), else ``lm_step``."""
     return seq2seq_step if hasattr(model, "encode") else lm_step
-
-
-# ---- evaluation -------------------------------------------------------------------------------
-class Seq2SeqEvaluator:
-    """Held-out metrics of an encoder–decoder: ``evaluator(model) -> dict``.
-
-    - ``loss``: teacher-forced cross-entropy (no label smoothing), mean over target tokens;
-    - ``token_accuracy``: share of target tokens (EOS included) whose argmax is right;
-    - ``exact_match``: share of sequences that greedy decoding reproduces exactly, EOS included.
-
-    ``pairs`` are ``(src_ids, tgt_ids)`` lists without BOS/EOS (``task.held_out()``).
-    Cheap evaluation while training: with ``quick=n`` only the first n pairs are decoded,
-    and all of them only once the quick exact match reaches ``escalate_at`` (the stopping
-    target) — the reported numbers say over how many (``n``). ``beam_size > 1`` decodes
-    with beam search instead of greedy.
-    """
-
-    def __init__(self, pairs: Sequence, batch_size: int = 500, quick: int | None = None,
-                 escalate_at: float | None = None, beam_size: int = 1, bos_id: int = 1,
-                 eos_id: int = 2, pad_id: int = 0):
-        from .data.tasks import pad_batch
-
-        if len(pairs) == 0:
-            raise ValueError("pairs must hold at least one (src_ids, tgt_ids) pair, got 0")
-        self.pairs = list(pairs)
-        self.batch_size, self.quick, self.escalate_at = batch_size, quick, escalate_at
-        self.beam_size = beam_size
-        self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
-        self._pad_batch = pad_batch
-        self._chunks: dict[int, list] = {}
-
-    def _batches(self, n: int):
-        if n not in self._chunks:  # padded once, reused at every evaluation
-            self._chunks[n] = [self._pad_batch(self.pairs[i:min(i + self.batch_size, n)])
-                               for i in range(0, n, self.batch_size)]
-        return self._chunks[n]
-
-    def __call__(self, model) -> dict:
-        n = len(self.pairs)
-        if self.quick and self.quick < n:
-            m = self.evaluate(model, self.quick)
-            if self.escalate_at is None or m["exact_match"] < self.escalate_at:
-                return m
-        return self.evaluate(model, n)
-
-    def evaluate(self, model, n: int | None = None) -> dict:
-        """Metrics over the first ``n`` pairs (all by default), model in eval mode."""
-        from .decoding import beam_search, greedy_decode
-
-        n = len(self.pairs) if n is None else min(n, len(self.pairs))
-        was_training = model.training
-        model.eval()
-        crit = CrossEntropyLoss(ignore_index=self.pad_id)
-        loss_sum = tok_ok = tok_n = seq_ok = 0.0
-        try:
-            for src, tgt_in, tgt_out in self._batches(n):
-                valid = tgt_out != self.pad_id  # (B, T)
-                k = int(valid.sum())
-                logits = model(src, tgt_in)  # (B, T, V)
-                loss_sum += crit(logits, tgt_out) * k
-                tok_ok += np.count_nonzero((logits.argmax(-1) == tgt_out) & valid)
-                tok_n += k
-                T = tgt_out.shape[1]
-                if self.beam_size > 1:
-                    out = beam_search(model, src, self.beam_size, max_len=T,
-                                      bos_id=self.bos_id, eos_id=self.eos_id)
-                else:
-                    out = greedy_decode(model, src, max_len=T, bos_id=self.bos_id,
-                                        eos_id=self.eos_id)  # (B, ≤T): EOS, then PAD
-                pred = np.full_like(tgt_out, self.pad_id)
-                pred[:, :out.shape[1]] = out[:, :T]
-                seq_ok += np.count_nonzero((pred == tgt_out).all(axis=1))
-        finally:
-            model.train(was_training)
-        return {"loss": float(loss_sum / tok_n), "token_accuracy": float(tok_ok / tok_n),
-                "exact_match": float(seq_ok / n), "n": n}
-
-
-# ---- progress display ---------------------------------------------------------------------------
-class _Progress:
-    """A tqdm bar (tqdm imported here, lazily), or plain lines when tqdm is missing or unwanted."""
-
-    def __init__(self, mode, total: int, initial: int):
-        self.bar, self.mode, self.total = None, mode, total
-        if mode in (True, "tqdm"):
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                self.mode = "plain"
-            else:
-                self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
-                                file=sys.stderr, leave=True)
-                self.mode = "tqdm"
-        self.every = max(total // 20, 1)
-
-    def update(self, step: int, n: int, rec: dict):
-        if self.bar is not None:
-            self.bar.update(n)
-            self.bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}",
-                                 tok_s=f"{rec['tokens_per_s']:.0f}", refresh=False)
-        elif self.mode == "plain" and (step % self.every < n or step == self.total):
-            self.write(f"step {step:>6}/{self.total}  loss {rec['loss']:.4f}  lr {rec['lr']:.2e}"
-                       f"  {rec['tokens_per_s']:.0f} tok/s")
-
-    def write(self, line: str):
-        if self.bar is not None:
-            self.bar.write(line, file=sys.stderr)
-        elif self.mode:
-            print(line, file=sys.stderr, flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
-def format_metrics(m: dict) -> str:
-    """``{'loss': .., 'exact_match': ..}`` -> ``loss 0.0123  exact_match 99.4%  (n=1000)``."""
-    parts = []
-    for k, v in m.items():
-        if k == "n":
-            continue
-        pct = k.endswith("accuracy") or k.endswith("match")
-        parts.append(f"{k} {100 * v:.1f}%" if pct else f"{k} {v:.4f}")
-    return "  ".join(parts) + (f"  (n={m['n']})" if "n" in m else "")
 
 
 # ---- the trainer ------------------------------------------------------------------------------------
@@ -371,7 +251,7 @@ class Trainer:
                 self._rewrite_metrics(lambda rec: False)
         model.train()
         limiter = limit_blas_threads(self.blas_threads)
-        bar = _Progress(self.progress, cfg.steps, self.step)
+        bar = Progress(self.progress, cfg.steps, self.step)
         t_start = time.perf_counter()
         win_loss, win_tok, win_n, win_t0 = 0.0, 0, 0, time.perf_counter()
         stop = "steps" if end == cfg.steps else "until"
@@ -384,8 +264,7 @@ class Trainer:
                 loss, n_tok = self.step_fn(model, batch, self.criterion)
                 if not math.isfinite(loss):
                     self._diverged(f"loss became {loss} at step {step}", step)
-                norm = (clip_grad_norm(self.params, cfg.clip_norm) if cfg.clip_norm
-                        else clip_grad_norm(self.params, math.inf))
+                norm = clip_grad_norm(self.params, cfg.clip_norm or math.inf)  # inf: measure only
                 if not math.isfinite(norm):
                     self._diverged(f"gradient norm became {norm} at step {step} "
                                    f"(loss {loss:.4g})", step)
@@ -534,79 +413,13 @@ def limit_blas_threads(n: int | None = 1):
     return threadpool_limits(limits=n, user_api="blas")
 
 
-# ---- recipes for the built-in toy tasks (used by the CLI and the examples) -------------------------
-# Tuned on a 2-core CPU (see docs/training.md for the measured accuracy and times).
-TASK_PRESETS = {
-    "copy": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 1},
-             "train": {"steps": 600, "batch_size": 64, "lr": 5e-3, "warmup": 50,
-                       "eval_every": 50, "target": 0.99}},
-    "reverse": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 1},
-                "train": {"steps": 1500, "batch_size": 64, "lr": 5e-3, "warmup": 50,
-                          "eval_every": 100, "target": 0.99}},
-    "shift": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 1},
-              "train": {"steps": 1500, "batch_size": 64, "lr": 5e-3, "warmup": 50,
-                        "eval_every": 100, "target": 0.99}},
-    "dates": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 2},
-              "train": {"steps": 3000, "batch_size": 64, "lr": 3e-3, "warmup": 100,
-                        "eval_every": 100, "target": 0.98}},
-}
-_GENERIC_PRESET = TASK_PRESETS["copy"]
-
-
-def task_model_config(task, seed: int = 0, **overrides):
-    """The tuned TransformerConfig for ``task`` (pre-LN, no dropout: the toy tasks have
-    unlimited fresh data), with ``overrides`` (TransformerConfig fields, or ``layers``
-    for both stacks) applied. Vocabulary sizes and max_len come from the task."""
-    from .transformer import TransformerConfig
-
-    preset = dict(TASK_PRESETS.get(task.name, _GENERIC_PRESET)["model"])
-    layers = overrides.pop("layers", preset.pop("layers"))
-    kw = {"d_model": preset["d_model"], "n_heads": preset["n_heads"], "d_ff": preset["d_ff"],
-          "n_encoder_layers": layers, "n_decoder_layers": layers, "dropout": 0.0,
-          "norm_first": True, "activation": "gelu", "seed": seed}
-    kw.update(overrides)
-    longest = max(task.max_src_len, task.max_tgt_len)
-    kw.setdefault("max_len", longest + 8)  # a little room for decoding past the target
-    return TransformerConfig(task.vocab_size, task.vocab_size, **kw)
-
-
-def task_train_config(task_name: str, **overrides) -> TrainConfig:
-    """The tuned TrainConfig for a built-in task, with ``overrides`` applied."""
-    return TrainConfig(**{**TASK_PRESETS.get(task_name, _GENERIC_PRESET)["train"], **overrides})
-
-
-def make_task_trainer(task, model=None, config: TrainConfig | None = None, *, out_dir=None,
-                      progress=True, quick: int | None = 200, seed: int = 0) -> Trainer:
-    """A Trainer for a toy task: batches ``task.batch(rng, config.batch_size)``, evaluation
-    on ``task.held_out()`` (``trainer.evaluator``), the task stored in every checkpoint."""
-    from .transformer import Transformer
-
-    config = config if config is not None else task_train_config(task.name, seed=seed)
-    model = model if model is not None else Transformer(task_model_config(task, seed=seed))
-    bs = config.batch_size
-    evaluator = Seq2SeqEvaluator(task.held_out(), quick=quick, escalate_at=config.target)
-    trainer = Trainer(model, lambda rng, step: task.batch(rng, bs), config, evaluate=evaluator,
-                      out_dir=out_dir, progress=progress, extra_state={"task": task.to_dict()})
-    trainer.evaluator = evaluator
-    return trainer
-
-
-def train_task(name: str, *, out_dir=None, progress=True, seed: int = 0, task_options=None,
-               model_overrides=None, **train_overrides):
-    """Train a toy task end to end; returns ``(trainer, result, final_metrics, task)``, where
-    ``final_metrics`` are over the task's whole held-out set (1,000 sequences by default)."""
-    from .data.tasks import get_task
-    from .transformer import Transformer
-
-    task = get_task(name, **(task_options or {}))
-    model = Transformer(task_model_config(task, seed=seed, **(model_overrides or {})))
-    config = task_train_config(name, seed=seed, **train_overrides)
-    trainer = make_task_trainer(task, model, config, out_dir=out_dir, progress=progress)
-    result = trainer.fit()
-    final = trainer.last_eval
-    if final.get("n") != len(trainer.evaluator.pairs):
-        final = trainer.evaluator.evaluate(model)
-        trainer.last_eval = final
-        if out_dir:  # the checkpoint carries the final numbers too
-            trainer.save(os.path.join(out_dir, "checkpoint.npz"))
-    return trainer, result, final, task
+# The toy-task recipes and the seq2seq evaluator first lived here; they are re-exported so that
+# ``from scratchformer.train import train_task, Seq2SeqEvaluator, ...`` keeps working.
+from .recipes import (  # noqa: E402, F401
+    TASK_PRESETS,
+    Seq2SeqEvaluator,
+    make_task_trainer,
+    task_model_config,
+    task_train_config,
+    train_task,
+)
