@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,8 @@ from .transformer import Transformer, TransformerConfig
 
 # Trainer and TrainConfig are imported inside the functions that use them: train.py
 # re-exports this module's names, so a top-level import would be circular.
+if TYPE_CHECKING:
+    from .train import TrainConfig, Trainer
 
 
 # ---- evaluation ---------------------------------------------------------------------------------
