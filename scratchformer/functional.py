@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from . import parallel
+
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
 
@@ -92,45 +94,59 @@ def masked_softmax(x: np.ndarray, mask: np.ndarray | None, axis: int = -1) -> np
 
 # ---- activations --------------------------------------------------------------------
 def gelu(x: np.ndarray) -> np.ndarray:
-    """tanh-GELU: 0.5·x·(1 + tanh(z)), z = √(2/π)(x + 0.044715x³).
-
-    Computed as x·σ(2z), since 0.5(1 + tanh z) = σ(2z) and a sigmoid is cheaper than tanh.
-    """
-    return x * _gelu_sigmoid(x)
-
-
-def _gelu_sigmoid(x: np.ndarray) -> np.ndarray:
-    """σ(2z) = 1 / (1 + exp(-2z)) with z = √(2/π)(x + 0.044715x³), in x's dtype."""
-    t = x * x
-    t *= _GELU_C
-    t += 1.0
-    t *= x
-    t *= -2.0 * _SQRT_2_OVER_PI  # t = -2z
-    np.clip(t, -80.0, 80.0, out=t)  # exp stays finite in float32; σ is 0 or 1 out there anyway
-    np.exp(t, out=t)
-    t += 1.0
-    np.reciprocal(t, out=t)
-    return t
+    """tanh-GELU: 0.5·x·(1 + tanh(z)), z = √(2/π)(x + 0.044715x³)."""
+    x = np.asarray(x)
+    y = _empty_float(x)
+    parallel.map_rows(_gelu_rows, _as_rows(x), _as_rows(y), None)
+    return y
 
 
-def gelu_backward(x: np.ndarray, g: np.ndarray, s: np.ndarray | None = None) -> np.ndarray:
-    """d gelu/dx = s + 2x·s(1-s)·√(2/π)(1 + 3·0.044715x²), with s = σ(2z).
+def gelu_with_grad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(gelu(x), gelu'(x)) from shared intermediates z and tanh z, for a layer that will
+    run the backward: it then costs one multiply, ``g * gelu'(x)``. Formula: ``gelu_backward``."""
+    x = np.asarray(x)
+    y, dydx = _empty_float(x), _empty_float(x)
+    parallel.map_rows(_gelu_rows, _as_rows(x), _as_rows(y), _as_rows(dydx))
+    return y, dydx
 
-    (From 0.5(1+tanh z) + 0.5x(1-tanh²z)z', using 1+tanh z = 2s and 1-tanh²z = 4s(1-s).)
-    ``s`` may be passed from the forward to skip recomputing it.
-    """
-    if s is None:
-        s = _gelu_sigmoid(x)
-    d = x * x
-    d *= 3.0 * _GELU_C
-    d += 1.0
-    d *= x
-    d *= 2.0 * _SQRT_2_OVER_PI
-    d *= s
-    d *= 1.0 - s
-    d += s
-    d *= g
-    return d
+
+def gelu_backward(x: np.ndarray, g: np.ndarray, dydx: np.ndarray | None = None) -> np.ndarray:
+    """dx = g · gelu'(x), gelu'(x) = 0.5(1 + tanh z) + 0.5·x·(1 - tanh² z)·z',
+    z' = √(2/π)(1 + 3·0.044715x²). ``dydx`` (from ``gelu_with_grad``) skips recomputing it."""
+    if dydx is None:
+        dydx = gelu_with_grad(x)[1]
+    return g * dydx
+
+
+def _gelu_rows(x, y, dydx):
+    """y = gelu(x) and, unless dydx is None, dydx = gelu'(x), for a block of rows."""
+    x2 = x * x  # x²
+    t = x2 * (_SQRT_2_OVER_PI * _GELU_C)
+    t += _SQRT_2_OVER_PI
+    t *= x  # z = √(2/π)(x + 0.044715x³)
+    np.tanh(t, out=t)  # tanh z
+    p = t + 1.0
+    p *= 0.5  # 0.5(1 + tanh z)
+    np.multiply(x, p, out=y)  # gelu
+    if dydx is None:
+        return
+    x2 *= 1.5 * _SQRT_2_OVER_PI * _GELU_C
+    x2 += 0.5 * _SQRT_2_OVER_PI
+    x2 *= x  # 0.5·x·z'
+    t *= t
+    np.subtract(1.0, t, out=t)  # 1 - tanh² z
+    t *= x2
+    np.add(t, p, out=dydx)  # 0.5(1 + tanh z) + 0.5·x·(1 - tanh² z)·z'
+
+
+def _empty_float(x: np.ndarray) -> np.ndarray:
+    """A C-contiguous output buffer shaped like x, in x's float dtype (float64 for ints)."""
+    return np.empty(x.shape, x.dtype if x.dtype.kind == "f" else np.float64)
+
+
+def _as_rows(a: np.ndarray) -> np.ndarray:
+    """A view of ``a`` as (rows, last axis), for ``parallel.map_rows`` (a must be contiguous)."""
+    return a.reshape(-1, a.shape[-1]) if a.ndim else a.reshape(1, 1)
 
 
 def relu(x: np.ndarray) -> np.ndarray:

@@ -204,18 +204,22 @@ class FeedForward(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         h = self.linear1(x)  # (B, T, F)
-        if self.activation == "gelu":
-            self._s = F._gelu_sigmoid(h)  # σ(2z), reused by the backward
-            a = h * self._s
-        else:
+        self._h, self._dgelu = h, None
+        if self.activation == "relu":
             a = F.relu(h)
-        self._h = h
+        elif self.training:  # keep gelu'(h): the backward is then one multiply
+            a, self._dgelu = F.gelu_with_grad(h)
+        else:
+            a = F.gelu(h)
         return self.linear2(self.dropout(a))  # (B, T, D)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         da = self.dropout.backward(self.linear2.backward(g))  # (B, T, F)
-        if self.activation == "gelu":
-            dh = F.gelu_backward(self._h, da, self._s)
+        if self.activation == "gelu" and self._dgelu is not None:
+            dh = da
+            dh *= self._dgelu  # dh = da · gelu'(h), in da's fresh buffer
+        elif self.activation == "gelu":
+            dh = F.gelu_backward(self._h, da)
         else:
             dh = F.relu_backward(self._h, da)
         return self.linear1.backward(dh)  # (B, T, D)
