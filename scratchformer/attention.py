@@ -167,7 +167,7 @@ class MultiHeadAttention(Module):
         do = do2.reshape(B, Tq, H, Dh).transpose(0, 2, 1, 3)  # (B, H, Tq, Dh)
         dpd = do @ v.swapaxes(-1, -2)  # (B, H, Tq, Tk)
         dp = self.attn_dropout.backward(dpd)
-        ds = F.softmax_backward(p, dp)  # scores' gradient; masked entries have p = 0 → 0
+        ds = F.softmax_backward(p, dp, out=dp)  # scores' gradient (masked: p = 0 → 0), in dp
 
         if memory is None:
             dqkv = np.empty((B * Tq, 3 * D), dtype=x2.dtype)

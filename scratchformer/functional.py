@@ -43,16 +43,26 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return s
 
 
-def softmax_backward(s: np.ndarray, g: np.ndarray, axis: int = -1) -> np.ndarray:
+def softmax_backward(s: np.ndarray, g: np.ndarray, axis: int = -1,
+                     out: np.ndarray | None = None) -> np.ndarray:
     """Given s = softmax(x) and g = dL/ds: dx = s * (g - sum(g * s)).
 
     (The Jacobian is diag(s) - s sᵀ; multiplying it by g gives the line above.)
+    ``out`` may be g itself (then g is overwritten); by default a new array.
     """
-    if axis in (-1, s.ndim - 1):
-        gs = g * s
-        gs -= s * rowsum(gs)
-        return gs
-    return s * (g - (g * s).sum(axis=axis, keepdims=True))
+    if axis not in (-1, s.ndim - 1):
+        return s * (g - (g * s).sum(axis=axis, keepdims=True))
+    if out is None:
+        out = np.empty(np.broadcast_shapes(s.shape, g.shape), np.result_type(s, g))
+    parallel.map_rows(_softmax_backward_rows, _as_rows(s), _as_rows(g), _as_rows(out))
+    return out
+
+
+def _softmax_backward_rows(s, g, dx):
+    """dx = s·(g - Σ g·s) on a block of rows; dx may be g."""
+    c = np.einsum("...i,...i->...", g, s)[..., None]  # Σ g·s      (rows, 1)
+    np.subtract(g, c, out=dx)
+    dx *= s
 
 
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -70,26 +80,33 @@ def masked_softmax(x: np.ndarray, mask: np.ndarray | None, axis: int = -1) -> np
     """Softmax over the entries where ``mask`` is True; masked entries get exactly 0.
 
     A row with no allowed entry gives all zeros, never NaN: its max is taken as 0 and
-    its denominator as 1. No magic ``-1e9``: ``np.where`` removes masked entries. The
-    backward is ``softmax_backward`` (masked entries have s = 0, so their gradient is 0).
-    Works in place on ``x`` when ``mask`` is None, so pass a temporary.
+    its denominator as 1. No magic ``-1e9``: masked entries are set to -inf, so they
+    drop out of the max and exp(-inf) = 0. The backward is ``softmax_backward``
+    (masked entries have s = 0, so their gradient is 0). Works in place on ``x``
+    (scores (B, H, Tq, Tk), mask broadcastable to it): pass a temporary.
     """
     if axis not in (-1, x.ndim - 1):
         raise ValueError("masked_softmax works over the last axis")
-    if mask is None:
-        x -= x.max(axis=-1, keepdims=True)
-        np.exp(x, out=x)
-        x /= rowsum(x)
-        return x
-    s = np.where(mask, x, -np.inf)
-    m = s.max(axis=-1, keepdims=True)
+    if x.ndim < 2 or (mask is not None and mask.ndim > x.ndim):
+        _masked_softmax_rows(x, mask)
+    else:  # blocks of axis 0 (batch); a mask with one row there is shared by every block
+        if mask is not None and mask.ndim < x.ndim:
+            mask = mask.reshape((1,) * (x.ndim - mask.ndim) + mask.shape)
+        parallel.map_rows(_masked_softmax_rows, x, mask)
+    return x
+
+
+def _masked_softmax_rows(s, mask):
+    """In place on a block of scores: s ← softmax of s over the entries where mask is True."""
+    if mask is not None:
+        np.copyto(s, -np.inf, where=~mask)  # masked entries: -inf
+    m = np.fmax.reduce(s, axis=-1, keepdims=True)  # row max (fmax: faster than max)
     m[~np.isfinite(m)] = 0.0  # fully masked row: nothing to subtract
     s -= m
     np.exp(s, out=s)  # exp(-inf) = 0 for masked entries
-    d = rowsum(s)
+    d = np.einsum("...i->...", s)[..., None]  # row sum (einsum: faster than sum)
     d[d == 0] = 1.0  # fully masked row: 0 / 1 = 0
     s /= d
-    return s
 
 
 # ---- activations --------------------------------------------------------------------

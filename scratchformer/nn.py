@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from . import functional as F
+from . import parallel
 from .attention import KVCache, MultiHeadAttention
 from .module import Module, ModuleList, Parameter
 
@@ -139,26 +140,49 @@ class LayerNorm(Module):
         self.eps = eps
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        inv_d = 1.0 / x.shape[-1]
-        xhat = x - F.rowsum(x) * inv_d  # x - mean          (B, T, D)
-        var = F.rowsum(xhat * xhat) * inv_d  # (B, T, 1)
-        rstd = 1.0 / np.sqrt(var + self.eps)  # (B, T, 1)
-        xhat *= rstd  # (B, T, D)
+        D = x.shape[-1]
+        x2 = x.reshape(-1, D)  # (N, D)
+        y, xhat = np.empty(x2.shape, x.dtype), np.empty(x2.shape, x.dtype)
+        rstd = np.empty((x2.shape[0], 1), x.dtype)  # (N, 1)
+        parallel.map_rows(_layernorm_rows, x2, self.weight.data, self.bias.data, self.eps,
+                          y, xhat, rstd)
         self._xhat, self._rstd = xhat, rstd
-        return xhat * self.weight.data + self.bias.data
+        return y.reshape(x.shape)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
-        xhat, rstd = self._xhat, self._rstd
-        D = xhat.shape[-1]
-        g2 = g.reshape(-1, D)
-        self.weight.grad += np.einsum("nd,nd->d", g2, xhat.reshape(-1, D))
-        self.bias.grad += F.colsum(g2)
-        inv_d = 1.0 / D
-        ghat = g * self.weight.data  # ĝ
-        dx = ghat - F.rowsum(ghat) * inv_d  # ĝ - mean(ĝ)
-        dx -= xhat * (F.rowsum(ghat * xhat) * inv_d)  # - x̂ · mean(ĝ · x̂)
-        dx *= rstd
-        return dx
+        xhat, rstd = self._xhat, self._rstd  # (N, D), (N, 1)
+        g2 = g.reshape(xhat.shape)  # (N, D)
+        dx, gxhat = np.empty_like(xhat), np.empty_like(xhat)
+        parallel.map_rows(_layernorm_backward_rows, g2, xhat, rstd, self.weight.data, dx, gxhat)
+        self.weight.grad += F.colsum(gxhat)  # Σ g·x̂
+        self.bias.grad += F.colsum(g2)  # Σ g
+        return dx.reshape(g.shape)
+
+
+def _layernorm_rows(x, weight, bias, eps, y, xhat, rstd):
+    """LayerNorm forward on a block of rows (N, D): fills y, x̂ and rstd."""
+    inv_d = 1.0 / x.shape[-1]
+    mean = np.einsum("nd->n", x)[:, None] * inv_d  # (N, 1); einsum sums faster than .sum
+    np.subtract(x, mean, out=xhat)  # x - mean
+    var = np.einsum("nd,nd->n", xhat, xhat)[:, None] * inv_d  # (N, 1)
+    var += eps
+    np.sqrt(var, out=var)
+    np.divide(1.0, var, out=rstd)  # 1/√(var + eps)
+    xhat *= rstd  # x̂
+    np.multiply(xhat, weight, out=y)
+    y += bias  # x̂·weight + bias
+
+
+def _layernorm_backward_rows(g, xhat, rstd, weight, dx, gxhat):
+    """LayerNorm backward on a block of rows: dx, and g·x̂ for the weight's gradient."""
+    inv_d = 1.0 / g.shape[-1]
+    np.multiply(g, xhat, out=gxhat)  # g·x̂
+    np.multiply(g, weight, out=dx)  # ĝ = g·weight
+    mean_ghat = np.einsum("nd->n", dx)[:, None] * inv_d  # mean(ĝ)        (N, 1)
+    mean_ghat_xhat = np.einsum("nd,d->n", gxhat, weight)[:, None] * inv_d  # mean(ĝ·x̂)
+    dx -= mean_ghat
+    dx -= xhat * mean_ghat_xhat
+    dx *= rstd  # rstd·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂))
 
 
 class Dropout(Module):
