@@ -115,6 +115,7 @@ class MultiHeadAttention(Module):
         x2 = x.reshape(B * Tq, D)
         if memory is None:  # self-attention: one (B·Tq, D) @ (D, 3D) matmul
             w, b = self._stacked("qkv")
+            stacked = (w,)  # kept for the backward's dx
             qkv = x2 @ w.T
             qkv += b
             q, k, v = self._split(qkv, B, Tq, 3)  # each (B, H, Tq, Dh)
@@ -122,6 +123,7 @@ class MultiHeadAttention(Module):
                 k, v = cache.append(k, v)  # all positions so far: (B, H, Tk, Dh)
         else:  # cross-attention: q from x, k and v from memory in one matmul
             wq, bq = self._stacked("q")
+            stacked = (wq, None)
             q = self._split(x2 @ wq.T + bq, B, Tq, 1)[0]
             if cache is not None and cache.static:
                 k, v = cache.k, cache.v
@@ -129,6 +131,7 @@ class MultiHeadAttention(Module):
                 Tk = memory.shape[1]
                 m2 = memory.reshape(B * Tk, D)
                 wkv, bkv = self._stacked("kv")
+                stacked = (wq, wkv)
                 kv = m2 @ wkv.T
                 kv += bkv
                 k, v = self._split(kv, B, Tk, 2)
@@ -143,7 +146,7 @@ class MultiHeadAttention(Module):
         o = pd @ v  # (B, H, Tq, Dh)
         o2 = o.transpose(0, 2, 1, 3).reshape(B * Tq, D)  # concat heads: (B·Tq, D)
         if cache is None:  # remember what backward needs
-            self._saved = (x2, memory, q, k, v, p, pd, B, Tq)
+            self._saved = (x2, memory, q, k, v, p, pd, B, Tq, stacked)
         return self.out_proj(o2).reshape(B, Tq, D)
 
     def _check_mask(self, mask, B, Tq, Tk):
@@ -161,7 +164,7 @@ class MultiHeadAttention(Module):
 
     # ---- backward -----------------------------------------------------------------
     def backward(self, g: np.ndarray):
-        x2, memory, q, k, v, p, pd, B, Tq = self._saved
+        x2, memory, q, k, v, p, pd, B, Tq, stacked = self._saved
         D, H, Dh = self.d_model, self.n_heads, self.head_dim
         do2 = self.out_proj.backward(g.reshape(B * Tq, D))  # (B·Tq, D)
         do = do2.reshape(B, Tq, H, Dh).transpose(0, 2, 1, 3)  # (B, H, Tq, Dh)
@@ -186,13 +189,12 @@ class MultiHeadAttention(Module):
             dw = dqkv.T @ x2  # (3D, D), gradient of the stacked (scaled) weights
             db = F.colsum(dqkv)
             self._accumulate("qkv", dw, db)
-            w, _ = self._stacked("qkv")
+            (w,) = stacked  # the forward's stacked (3D, D) weights
             return (dqkv @ w).reshape(B, Tq, D)  # dx
         m2 = memory.reshape(-1, D)
         self._accumulate("q", dqb.T @ x2, F.colsum(dqb))
         self._accumulate("kv", dkv.T @ m2, F.colsum(dkv))
-        wq, _ = self._stacked("q")
-        wkv, _ = self._stacked("kv")
+        wq, wkv = stacked  # the forward's stacked weights: q (D, D), kv (2D, D)
         dx = (dqb @ wq).reshape(B, Tq, D)
         dmemory = (dkv @ wkv).reshape(memory.shape)
         return dx, dmemory
