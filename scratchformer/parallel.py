@@ -14,7 +14,12 @@ the arrays' shapes, never on the thread count: one thread and two give bit-ident
 results. Small arrays (toy models) run as a single call on the calling thread, where
 a thread hand-off would cost more than it saves.
 
-    set_num_threads(1)   # or SCRATCHFORMER_NUM_THREADS=1: everything on the calling thread
+The default is ONE thread (cache blocking only). Measured on a 2-core machine, small
+benchmark config: idle, 2 threads gave no gain (OpenBLAS's threads keep spinning on the
+second core between matmuls); with another process busy on one core, 2 threads were
+~8% slower, and with two busy processes ~1.7× slower (GIL hand-offs between blocks).
+
+    set_num_threads(2)   # or SCRATCHFORMER_NUM_THREADS=2: opt in to a helper thread
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import numpy as np
 _BLOCK_BYTES = 256 * 1024  # rows per block: about this many bytes of the first array
 _MIN_BYTES = 1024 * 1024  # smaller first arrays: one call on the calling thread
 
-_num_threads = int(os.environ.get("SCRATCHFORMER_NUM_THREADS", min(2, os.cpu_count() or 1)))
+_num_threads = max(1, int(os.environ.get("SCRATCHFORMER_NUM_THREADS", 1)))
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -43,7 +48,7 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Threads used by ``map_rows``: SCRATCHFORMER_NUM_THREADS, else min(2, CPU count)."""
+    """Threads used by ``map_rows``: SCRATCHFORMER_NUM_THREADS, else 1."""
     return _num_threads
 
 
