@@ -58,7 +58,8 @@ def register(subparsers) -> None:
     e.add_argument("--eval-batches", type=int, default=20, help="batches per loss estimate")
     e.add_argument("--checkpoint-every", type=int, default=500)
     e.add_argument("--sample-tokens", type=int, default=200, help="sample printed at the end (0: none)")
-    e.add_argument("--threads", type=int, default=None, help="BLAS threads")
+    e.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads while training (default: 1; two help only on an idle machine)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=train_command)
 
@@ -258,7 +259,8 @@ def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads:
     trainer = Trainer(model, random_blocks(train_ids, block, tcfg.batch_size), tcfg,
                       evaluate=evaluator, out_dir=out_dir, progress=progress,
                       extra_state={"tokenizer": tokenizer.to_json(), "block": block,
-                                   "corpus": str(corpus)})
+                                   "corpus": str(corpus)},
+                      blas_threads=1 if threads is None else threads)
     if resume:
         trainer.resume(ckpt)
     result = trainer.fit(until)

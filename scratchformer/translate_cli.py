@@ -168,7 +168,8 @@ def train_command(args) -> int:
              "max_tokens": args.max_tokens}
     trainer = Trainer(model, batches, cfg, out_dir=args.out,
                       evaluate=TranslationEvaluator(tok, val, vsrcs, vtgts, args.eval_decode),
-                      progress="plain" if args.no_progress else True, extra_state=extra)
+                      progress="plain" if args.no_progress else True, extra_state=extra,
+                      blas_threads=args.threads)
     if saved is not None:
         trainer.resume(ckpt)
         _log(f"resumed from {ckpt} at step {trainer.step}")
