@@ -68,9 +68,7 @@ class CrossEntropyLoss:
             raise RuntimeError("backward() needs a preceding loss computation")
         e, Z, y, valid, n, shape = self._saved
         V = shape[-1]
-        g = e
-        g /= Z  # softmax (N, V), in the forward's buffer
-        self._saved = None  # the buffer is consumed: one backward per forward
+        g = e / Z  # softmax (N, V)
         g[np.arange(y.size), y] -= 1.0 - self.label_smoothing
         if self.label_smoothing > 0:
             g -= self.label_smoothing / V
