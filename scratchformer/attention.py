@@ -151,6 +151,10 @@ class MultiHeadAttention(Module):
 
     def _check_mask(self, mask, B, Tq, Tk):
         mask = np.asarray(mask)
+        if mask.dtype.kind == "f" and mask.ndim == 3 and mask.shape[-1] == self.d_model:
+            raise TypeError("MultiHeadAttention is called as mha(x, memory=None, mask=None): keys "
+                            "and values both come from memory; got a third float array of shape "
+                            f"{mask.shape} where the mask goes (torch's (query, key, value) order?)")
         if mask.dtype != bool:
             raise TypeError(f"attention mask must be boolean (True = may attend), got dtype {mask.dtype}")
         try:
