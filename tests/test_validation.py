@@ -190,3 +190,10 @@ def test_cached_decode_step_equals_full_decode():
     first = model.decode_step(mem, TGT[:, :2], cache, sf.padding_mask(SRC))  # a 2-token prefill
     nxt = model.decode_step(mem, TGT[:, 2:3], cache, sf.padding_mask(SRC))
     np.testing.assert_allclose(np.concatenate([first, nxt], 1), full, atol=1e-5)
+
+
+def test_torch_style_query_key_value_call_gets_a_clear_error():
+    mha = sf.MultiHeadAttention(8, 2)
+    x = np.ones((1, 2, 8), np.float32)
+    with pytest.raises(TypeError, match=r"mha\(x, memory=None, mask=None\)"):
+        mha(x, x, x)
