@@ -230,6 +230,7 @@ def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads:
     from .train import TrainConfig, Trainer, limit_blas_threads, trainer_state
 
     t0 = time.perf_counter()
+    threads = 1 if threads is None else threads  # one BLAS thread unless asked: see train.py
     limiter = limit_blas_threads(threads)  # noqa: F841  (kept alive for the whole run)
     text = load_corpus(corpus) if text is None else text
     ckpt = None if out_dir is None else os.path.join(os.fspath(out_dir), "checkpoint.npz")
@@ -260,7 +261,7 @@ def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads:
                       evaluate=evaluator, out_dir=out_dir, progress=progress,
                       extra_state={"tokenizer": tokenizer.to_json(), "block": block,
                                    "corpus": str(corpus)},
-                      blas_threads=1 if threads is None else threads)
+                      blas_threads=threads)
     if resume:
         trainer.resume(ckpt)
     result = trainer.fit(until)

@@ -71,13 +71,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Entry point of ``scratchformer torch-train``: train, return an exit status."""
     try:
-        from .train import train
+        from .train import run as train_run
     except ImportError as e:
         print(f"torch-train needs PyTorch: pip install torch==2.13.0 ({e})", file=sys.stderr)
         return 1
-    try:
-        train(args)
-    except ValueError as e:
-        print(f"torch-train: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return train_run(args)

@@ -295,15 +295,19 @@ def save_checkpoint(path: str, model, data, args, summary: dict) -> None:
     save(path, to_numpy(model), optimizer=None, **extra)
 
 
-def main(argv=None) -> int:
-    """``python -m scratchformer.torch_port.train ...`` (what torchrun launches)."""
-    args = build_parser().parse_args(argv)
+def run(args) -> int:
+    """Train with parsed ``args``; a user error prints one line and returns exit status 2."""
     try:
         train(args)
     except ValueError as e:
         print(f"torch-train: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv=None) -> int:
+    """``python -m scratchformer.torch_port.train ...`` (what torchrun launches)."""
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
