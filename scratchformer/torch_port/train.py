@@ -24,7 +24,6 @@ saved with ``scratchformer.checkpoint.save`` (the same ``.npz`` as NumPy trainin
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
