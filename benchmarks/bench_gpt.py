@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from scratchformer.gpt import GPT, GPTConfig  # noqa: E402
-from scratchformer.loss import CrossEntropyLoss  # noqa: E402
-from scratchformer.optim import AdamW  # noqa: E402
+from scratchformer.models.gpt import GPT, GPTConfig  # noqa: E402
+from scratchformer.core.loss import CrossEntropyLoss  # noqa: E402
+from scratchformer.training.optim import AdamW  # noqa: E402
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -91,7 +91,7 @@ def main(argv=None) -> None:
 
     from threadpoolctl import threadpool_limits
     if args.checkpoint:
-        from scratchformer.checkpoint import load
+        from scratchformer.training.checkpoint import load
         model = load(args.checkpoint)[0]
         cfg = model.config
     else:

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import scratchformer as sf  # noqa: E402
-from scratchformer.optim import Adam  # noqa: E402
+from scratchformer.training.optim import Adam  # noqa: E402
 
 CONFIGS = {
     "toy": dict(vocab=13, d_model=64, n_heads=4, d_ff=256, layers=2, batch=64, length=12),

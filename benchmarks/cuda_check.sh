@@ -8,7 +8,7 @@
 # 3. a char-GPT on a corpus made of this repository's own text, 300 steps on cuda
 # 4. the same dates config for 30 steps on the CPU, for ms/step against cuda
 # 5. the dates checkpoint: NumPy logits vs torch CPU vs torch CUDA (max |diff|), and greedy
-#    tokens of NumPy (scratchformer.decoding) vs the twin on CUDA on 500 held-out dates
+#    tokens of NumPy (scratchformer.models.decoding) vs the twin on CUDA on 500 held-out dates
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -48,7 +48,7 @@ log "5. NumPy vs torch CPU vs torch CUDA on the cuda-trained checkpoint"
 "$PY" - "$OUT/dates_cuda.npz" <<'EOF'
 import sys, numpy as np, torch
 import scratchformer as sf
-from scratchformer.checkpoint import load
+from scratchformer.training.checkpoint import load
 from scratchformer.data.tasks import get_task, pad_batch
 from scratchformer.torch_port import to_torch, greedy_decode as torch_greedy
 

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scratchformer.attention_html import write_attention_html  # noqa: E402
+from scratchformer.viz.explorer import write_attention_html  # noqa: E402
 from scratchformer.viz import attention_for_text, load_model_and_task, plot_attention  # noqa: E402
 
 

@@ -5,7 +5,7 @@
     python examples/char_gpt_demo.py --recipe nanogpt        # nanoGPT's CPU recipe
     python examples/char_gpt_demo.py --corpus my_text.txt --steps 500
 
-The training loop is the project's one ``scratchformer.train.Trainer``; this script only
+The training loop is the project's one ``scratchformer.training.trainer.Trainer``; this script only
 picks the hyper-parameters, prints the loss falling, and samples from the result with
 the KV cache (cached and recomputed greedy generation are checked to agree).
 """
@@ -19,8 +19,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from scratchformer.gpt_cli import sample_text, train_gpt  # noqa: E402
-from scratchformer.train import limit_blas_threads  # noqa: E402
+from scratchformer.training.lm import sample_text, train_gpt  # noqa: E402
+from scratchformer.training.trainer import limit_blas_threads  # noqa: E402
 
 RECIPES = {
     # nanoGPT's documented CPU run (README "I only have a macbook"), 2000 iterations

@@ -11,7 +11,7 @@ the script prints the loss curve, a few decoded examples, the wall time and
 
 The other task demos (reverse_task_demo.py, dates_demo.py) reuse ``run`` below. It:
 limits BLAS to one thread *before* NumPy loads (small matrices run faster on one
-thread), trains with ``scratchformer.train.train_task`` (the tuned preset of the task),
+thread), trains with ``scratchformer.training.trainer.train_task`` (the tuned preset of the task),
 and prints the loss falling, decoded held-out examples and the exact match.
 """
 
@@ -29,8 +29,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from scratchformer.data.tasks import pad_batch  # noqa: E402
-from scratchformer.decoding import greedy_decode  # noqa: E402
-from scratchformer.train import TASK_PRESETS, train_task  # noqa: E402
+from scratchformer.models.decoding import greedy_decode  # noqa: E402
+from scratchformer.training.recipes import TASK_PRESETS, train_task  # noqa: E402
 
 
 def run(task_name: str, what: str, samples: int = 5) -> float:

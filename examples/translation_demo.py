@@ -19,7 +19,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from scratchformer import translate_cli  # noqa: E402
+from scratchformer import cli  # noqa: E402
 from scratchformer.translation import WordDictionary, load_translator, translate_texts  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,7 +41,7 @@ def main() -> None:
     if args.checkpoint is None:  # train a toy model on the fixture, in a temporary folder
         out = os.path.join(tempfile.mkdtemp(prefix="sf-translate-"), "toy")
         print(f"no --checkpoint: training a toy model on {os.path.basename(FIXTURE)} → {out}")
-        translate_cli.main(["translate-train", "--pairs", FIXTURE, "--out", out,
+        cli.main(["translate-train", "--pairs", FIXTURE, "--out", out,
                             "--val-frac", "0.05", "--test-frac", "0.05", "--vocab-size", "150",
                             "--d-model", "64", "--d-ff", "128", "--layers", "1", "--steps", "300",
                             "--warmup", "30", "--lr", "3e-3", "--max-tokens", "128",

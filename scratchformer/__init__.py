@@ -3,27 +3,25 @@
     import scratchformer as sf
     model = sf.Transformer(sf.TransformerConfig(src_vocab_size=13, tgt_vocab_size=13))
 
-Only NumPy and the standard library are imported here; torch (``scratchformer.torch_port``),
-matplotlib (``scratchformer.viz``) and tqdm are imported lazily where they are used.
+The package's parts, in the direction their imports point: ``cli`` → ``training`` →
+``models`` → ``core`` → ``kernels`` (with ``data``, ``translation``, ``viz`` and the PyTorch
+twin ``torch_port`` beside them); docs/architecture.md draws the map. Only NumPy and the
+standard library are imported here; torch (``scratchformer.torch_port``), matplotlib
+(``scratchformer.viz``) and tqdm are imported lazily where they are used.
 """
 
-from .attention import KVCache, MultiHeadAttention
-from .checkpoint import CheckpointError, load, save
-from .decoding import beam_search, greedy_decode, sample_decode
-from .functional import causal_mask, padding_mask
-from .loss import CrossEntropyLoss
-from .module import Module, ModuleList, Parameter
-from .gpt import GPT, GPTConfig
-from .nn import Dropout, Embedding, FeedForward, LayerNorm, Linear, PositionalEncoding
-from .optim import SGD, Adam, AdamW, ConstantLR, NoamSchedule, WarmupCosine, clip_grad_norm
-from .transformer import (
-    Decoder,
-    DecoderLayer,
-    Encoder,
-    EncoderLayer,
-    Transformer,
-    TransformerConfig,
-)
+from .core.attention import KVCache, MultiHeadAttention
+from .core.functional import causal_mask, padding_mask
+from .core.layers import Dropout, Embedding, FeedForward, LayerNorm, Linear, PositionalEncoding
+from .core.loss import CrossEntropyLoss
+from .core.module import Module, ModuleList, Parameter
+from .models.decoding import beam_search, greedy_decode, sample_decode
+from .models.gpt import GPT, GPTConfig
+from .models.transformer import (Decoder, DecoderLayer, Encoder, EncoderLayer, Transformer,
+                                 TransformerConfig)
+from .training.checkpoint import CheckpointError, load, save
+from .training.optim import SGD, Adam, AdamW, clip_grad_norm
+from .training.schedules import ConstantLR, NoamSchedule, WarmupCosine
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,8 @@ and are read with the standard library only.
 """
 
 from .chartok import CharTokenizer
-from .tasks import TASKS, get_task, pad_batch
+from .taskbase import pad_batch
+from .tasks import TASKS, get_task
 from .vocab import BOS, EOS, PAD, Vocab
 
 __all__ = ["Vocab", "PAD", "BOS", "EOS", "get_task", "TASKS", "pad_batch", "CharTokenizer"]

@@ -12,8 +12,8 @@ import datetime as dt
 
 import numpy as np
 
-from scratchformer.data.taskbase import Task, _check_int, _member
-from scratchformer.data.vocab import Vocab
+from .taskbase import Task, check_option, member
+from .vocab import Vocab
 
 # ---- the formats ------------------------------------------------------------------------
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -80,8 +80,8 @@ class DatesTask(Task):
 
     def _validate(self):
         o, t = self.options, self.name
-        lo = _check_int(t, "min_year", o["min_year"], 1000, 9999)
-        hi = _check_int(t, "max_year", o["max_year"], 1000, 9999)
+        lo = check_option(t, "min_year", o["min_year"], 1000, 9999)
+        hi = check_option(t, "max_year", o["max_year"], 1000, 9999)
         if lo > hi:
             raise ValueError(f"{t} options need min_year <= max_year, got {lo} > {hi}")
         fmts = list(FORMATS) if o["formats"] is None else o["formats"]
@@ -92,8 +92,8 @@ class DatesTask(Task):
         self._fmts = list(fmts)
         self._lo = dt.date(lo, 1, 1).toordinal()
         self._hi = dt.date(hi, 12, 31).toordinal()
-        self._check_held_out_size(_check_int(t, "held_out_size", o["held_out_size"], 0))
-        _check_int(t, "held_out_seed", o["held_out_seed"], 0)
+        self._check_held_out_size(check_option(t, "held_out_size", o["held_out_size"], 0))
+        check_option(t, "held_out_seed", o["held_out_seed"], 0)
 
     def _check_held_out_size(self, n: int) -> None:
         days = self._hi - self._lo + 1
@@ -146,4 +146,4 @@ class DatesTask(Task):
         self._excluded_arr = np.array(sorted(self._excluded), dtype=np.int64)
 
     def _is_excluded(self, draw):
-        return _member(draw[:, 0], self._excluded_arr)
+        return member(draw[:, 0], self._excluded_arr)

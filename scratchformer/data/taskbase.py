@@ -6,7 +6,7 @@ their exclusion from training, batching) and ``pad_batch``, the teacher-forcing 
     tgt_out = y + [EOS]          (B, T)     what the decoder must predict, T = len(y) + 1
 
 The tasks themselves are in ``tasks.py`` (copy, reverse, shift; the registry ``get_task``)
-and ``dates.py``; import everything from ``scratchformer.data.tasks``.
+and ``dates.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scratchformer.data.vocab import BOS, EOS, PAD, Vocab
+from .vocab import BOS, EOS, PAD, Vocab
 
 Pair = tuple[list[int], list[int]]
 
@@ -38,10 +38,10 @@ def pad_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]]):
     src[np.arange(S) < lx[:, None]] = np.concatenate(xs)              # fill row prefixes
     y = np.full((B, T - 1), PAD, dtype=np.int64)
     y[np.arange(T - 1) < ly[:, None]] = np.concatenate(ys)
-    return src, *_teacher_forcing(y, ly)
+    return src, *teacher_forcing(y, ly)
 
 
-def _teacher_forcing(y: np.ndarray, lengths: np.ndarray):
+def teacher_forcing(y: np.ndarray, lengths: np.ndarray):
     """y (B, L) PAD-padded, lengths (B,) -> tgt_in = [BOS] + y, tgt_out = y + [EOS], (B, L+1)."""
     B, L = y.shape
     tgt_in = np.full((B, L + 1), PAD, dtype=np.int64)
@@ -53,7 +53,7 @@ def _teacher_forcing(y: np.ndarray, lengths: np.ndarray):
     return tgt_in, tgt_out
 
 
-def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+def member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     """keys (B,) -> (B,) bool: is each key in ``sorted_keys``? (np.isin is ~40x slower here)."""
     if len(sorted_keys) == 0:
         return np.zeros(len(keys), dtype=bool)
@@ -61,7 +61,7 @@ def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     return sorted_keys[idx] == keys
 
 
-def _check_int(task: str, name: str, value, lo: int, hi: int | None = None) -> int:
+def check_option(task: str, name: str, value, lo: int, hi: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{task} option {name} must be an int, got {value!r}")
     if value < lo or (hi is not None and value > hi):
@@ -127,8 +127,8 @@ class Task:
         """
         n = self.options["held_out_size"] if n is None else n
         seed = self.options["held_out_seed"] if seed is None else seed
-        n = _check_int(self.name, "held_out n", n, 0)
-        seed = _check_int(self.name, "held_out seed", seed, 0)
+        n = check_option(self.name, "held_out n", n, 0)
+        seed = check_option(self.name, "held_out seed", seed, 0)
         if (n, seed) not in self._held_out_cache:
             self._check_held_out_size(n)
             pairs = self._make_held_out(n, np.random.default_rng(seed)) if n else []
@@ -159,7 +159,7 @@ class Task:
     def _draw_excluding(self, rng, n):
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
-        n = _check_int(self.name, "n (batch size)", n, 1)
+        n = check_option(self.name, "n (batch size)", n, 1)
         draw = self._draw(rng, n)
         bad = self._is_excluded(draw)
         for _ in range(self.max_redraws):

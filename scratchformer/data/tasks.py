@@ -27,32 +27,16 @@ training, and every length below stays fully trainable.
 
 Where things live: this module holds copy, reverse and shift and the registry
 (``TASKS``, ``get_task``); the shared ``Task`` machinery and ``pad_batch`` are in
-``taskbase.py``, the date formats and ``DatesTask`` in ``dates.py``. Import them all from
-here (``from scratchformer.data.tasks import get_task, pad_batch, format_date, FORMATS``).
+``taskbase.py``, the date formats and ``DatesTask`` in ``dates.py``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from scratchformer.data.dates import (  # noqa: F401  (re-exported: their first home was here)
-    DATE_CHARS,
-    FORMATS,
-    MONTHS,
-    ORDINAL_WORDS,
-    WEEKDAYS,
-    DatesTask,
-    format_date,
-)
-from scratchformer.data.taskbase import (  # noqa: F401  (re-exported)
-    Pair,
-    Task,
-    _check_int,
-    _member,
-    _teacher_forcing,
-    pad_batch,
-)
-from scratchformer.data.vocab import N_SPECIALS, PAD, Vocab
+from .dates import DatesTask
+from .taskbase import Task, check_option, member, teacher_forcing
+from .vocab import N_SPECIALS, PAD, Vocab
 
 
 # ============================== copy / reverse / shift ==============================
@@ -67,13 +51,13 @@ class SequenceTask(Task):
 
     def _validate(self):
         o, t = self.options, self.name
-        K = _check_int(t, "num_symbols", o["num_symbols"], 1, 100_000)
-        lo = _check_int(t, "min_len", o["min_len"], 1)
-        hi = _check_int(t, "max_len", o["max_len"], 1, 4096)
+        K = check_option(t, "num_symbols", o["num_symbols"], 1, 100_000)
+        lo = check_option(t, "min_len", o["min_len"], 1)
+        hi = check_option(t, "max_len", o["max_len"], 1, 4096)
         if lo > hi:
             raise ValueError(f"{t} options need min_len <= max_len, got {lo} > {hi}")
-        self._check_held_out_size(_check_int(t, "held_out_size", o["held_out_size"], 0))
-        _check_int(t, "held_out_seed", o["held_out_seed"], 0)
+        self._check_held_out_size(check_option(t, "held_out_size", o["held_out_size"], 0))
+        check_option(t, "held_out_seed", o["held_out_seed"], 0)
         self.K, self.min_len, self.max_len = K, lo, hi
         # int64 keys sum(v_j * (K+1)**j), v = 0 for PAD, 1..K for symbols, when they fit
         self._int_keys = (K + 1) ** hi < 2 ** 63
@@ -135,7 +119,7 @@ class SequenceTask(Task):
         lengths = (src != PAD).sum(axis=1)                                 # (B,)
         src = src[:, :lengths.max()]                                       # (B, S)
         y = self._rule(src, lengths)                                       # (B, S)
-        return src, *_teacher_forcing(y, lengths)
+        return src, *teacher_forcing(y, lengths)
 
     def _pairs(self, src):
         lengths = (src != PAD).sum(axis=1)
@@ -178,7 +162,7 @@ class SequenceTask(Task):
         if not self._excluded:
             return np.zeros(len(src), dtype=bool)
         if self._int_keys:
-            return _member(self._keys(src), self._excluded_arr)
+            return member(self._keys(src), self._excluded_arr)
         return np.array([k in self._excluded for k in self._keys(src)], dtype=bool)
 
 
@@ -208,7 +192,7 @@ class ShiftTask(SequenceTask):
 
     def _validate(self):
         super()._validate()
-        _check_int(self.name, "offset", self.options["offset"], -10**9, 10**9)
+        check_option(self.name, "offset", self.options["offset"], -10**9, 10**9)
 
     def _rule(self, src, lengths):
         v = (src - N_SPECIALS + self.options["offset"]) % self.K + N_SPECIALS

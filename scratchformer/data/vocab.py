@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-PAD, BOS, EOS = 0, 1, 2
+from ..core.tokens import BOS, EOS, PAD
 SPECIALS = ("<pad>", "<bos>", "<eos>")
 N_SPECIALS = len(SPECIALS)
 

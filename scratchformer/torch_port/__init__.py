@@ -9,31 +9,17 @@
 Training with autograd, on GPUs and under ``torchrun`` (DistributedDataParallel):
 ``scratchformer torch-train --task reverse --device cuda`` — see docs/torch_port.md.
 
-This package is the only place in scratchformer that imports torch, and it does so lazily:
-the names below are loaded on first use (PEP 562), so the main command line can import
-``scratchformer.torch_port.cli`` to register ``torch-train`` without importing torch.
+This package is the only place in scratchformer that imports torch; ``import scratchformer``
+never imports it.
 """
 
-from __future__ import annotations
+try:
+    import torch  # noqa: F401
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError(f"scratchformer.torch_port needs PyTorch: pip install torch==2.13.0 ({e})") from e
 
-import importlib
+from .convert import to_numpy, to_torch
+from .decoding import greedy_decode
+from .models import TorchGPT, TorchTransformer
 
-_EXPORTS = {
-    "TorchTransformer": "models", "TorchGPT": "models",
-    "to_torch": "convert", "to_numpy": "convert",
-    "greedy_decode": "decoding",
-}
-
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value  # cache: later look-ups skip this function
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__all__ = ["TorchTransformer", "TorchGPT", "to_torch", "to_numpy", "greedy_decode"]

@@ -12,21 +12,13 @@ import dataclasses
 import numpy as np
 import torch
 
-from ..transformer import Transformer
+from ..models.gpt import GPT
+from ..models.transformer import Transformer
 from .models import TorchGPT, TorchTransformer
 
 
 def _copy_config(cfg):
     return dataclasses.replace(cfg)
-
-
-def _gpt_classes():
-    """(GPT, GPTConfig) when scratchformer.gpt exists, else (None, None)."""
-    try:
-        from ..gpt import GPT, GPTConfig
-    except ImportError:
-        return None, None
-    return GPT, GPTConfig
 
 
 def to_torch(np_model, device=None, dtype=torch.float32):
@@ -35,10 +27,9 @@ def to_torch(np_model, device=None, dtype=torch.float32):
     The config is copied; the result is in the NumPy model's train/eval mode, on ``device``
     (default CPU), in ``dtype`` (default float32, whatever the NumPy dtype).
     """
-    GPT, _ = _gpt_classes()
     if isinstance(np_model, Transformer):
         tm = TorchTransformer(_copy_config(np_model.config), init_from_numpy=False)
-    elif GPT is not None and isinstance(np_model, GPT):
+    elif isinstance(np_model, GPT):
         tm = TorchGPT(_copy_config(np_model.config), init_from_numpy=False)
     else:
         raise TypeError(f"to_torch expects a scratchformer Transformer or GPT, got {type(np_model).__name__}")
@@ -66,7 +57,6 @@ def to_numpy(torch_model, dtype=np.float32):
     if isinstance(tm, TorchTransformer):
         nm = Transformer(_copy_config(tm.config))
     elif isinstance(tm, TorchGPT):
-        GPT, _ = _gpt_classes()
         nm = GPT(_copy_config(tm.config))
     else:
         raise TypeError(f"to_numpy expects a TorchTransformer or TorchGPT, got {type(torch_model).__name__}")

@@ -4,7 +4,7 @@
 
 Tokens exclude the BOS; each row ends at its EOS, later positions hold ``pad_id``; decoding
 stops early once every row has finished. The target mask is causal only (a generated PAD is
-an ordinary token), exactly as in ``scratchformer.decoding``, so both pick the same tokens.
+an ordinary token), exactly as in ``scratchformer.models.decoding``, so both pick the same tokens.
 The encoder runs once; each step re-runs the decoder over the prefix (no KV cache: the twin
 favours plain code, the NumPy side has the cache).
 """
@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .models import as_tokens, causal_mask
+from ..core.tokens import BOS, EOS
+from .models import causal_mask, check_tokens
 
 
 @torch.no_grad()
-def greedy_decode(model, src, max_len: int, bos_id: int = 1, eos_id: int = 2) -> np.ndarray:
+def greedy_decode(model, src, max_len: int, bos_id: int = BOS, eos_id: int = EOS) -> np.ndarray:
     """src (B, S) → generated tokens (B, ≤max_len) as a NumPy int64 array (argmax each step)."""
     if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
         raise ValueError(f"max_len must be a positive integer, got {max_len!r}")
@@ -28,7 +29,7 @@ def greedy_decode(model, src, max_len: int, bos_id: int = 1, eos_id: int = 2) ->
     was_training = model.training
     model.eval()
     try:
-        src = as_tokens("src", src, cfg.src_vocab_size, cfg.max_len, model.device)
+        src = check_tokens("src", src, cfg.src_vocab_size, cfg.max_len, model.device)
         src_mask = (src != cfg.pad_id)[:, None, None, :]  # (B, 1, 1, S)
         memory = model.encode(src, src_mask)  # (B, S, D)
         B = src.shape[0]

@@ -3,7 +3,7 @@
 Notation: B batch, S source length, T target length, D d_model, H heads, Dh = D / H,
 V vocabulary, Tq / Tk query / key lengths.
 
-Every module mirrors its NumPy namesake in ``scratchformer.nn`` / ``scratchformer.transformer``
+Every module mirrors its NumPy namesake in ``scratchformer.core`` / ``scratchformer.models``
 and registers its sub-modules under the same names, so ``state_dict()`` keys are exactly the
 NumPy keys of DESIGN.md (``encoder.layers.0.self_attn.q_proj.weight``, ...) and weights move
 between the two unchanged. The math is the same line for line:
@@ -32,16 +32,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import PositionalEncoding
-from ..transformer import Transformer, TransformerConfig
+from ..core.layers import sinusoids
+from ..models.gpt import GPT, GPTConfig, context_start
+from ..models.transformer import Transformer, TransformerConfig
 
 __all__ = ["TorchTransformer", "TorchGPT", "MultiHeadAttention", "FeedForward", "EncoderLayer",
-           "DecoderLayer", "Encoder", "Decoder", "as_tokens", "as_mask", "padding_mask",
+           "DecoderLayer", "Encoder", "Decoder", "check_tokens", "as_mask", "padding_mask",
            "causal_mask"]
 
 
 # ---- inputs ---------------------------------------------------------------------------
-def as_tokens(name: str, tokens, vocab_size: int, max_len: int, device) -> torch.Tensor:
+def check_tokens(name: str, tokens, vocab_size: int, max_len: int, device) -> torch.Tensor:
     """A (B, T) int64 tensor on ``device`` from an array or tensor; ids checked against V.
 
     Arrays are checked on the host before the copy; a tensor costs one ``aminmax`` (one
@@ -93,8 +94,9 @@ def causal_mask(T: int, device=None) -> torch.Tensor:
 
 
 def sinusoid_table(d_model: int, max_len: int) -> torch.Tensor:
-    """The NumPy PositionalEncoding table (max_len, D) itself, so both add identical numbers."""
-    return torch.from_numpy(PositionalEncoding(d_model, max_len).pe.astype(np.float32))
+    """The NumPy sinusoid table (max_len, D) itself (``core.layers.sinusoids``), so both
+    add identical numbers."""
+    return torch.from_numpy(sinusoids(d_model, max_len).astype(np.float32))
 
 
 # ---- layers -------------------------------------------------------------------------------
@@ -311,13 +313,13 @@ class TorchTransformer(_TiedStateDict, nn.Module):
     def encode(self, src, src_mask=None) -> torch.Tensor:
         """src (B, S) → memory (B, S, D)."""
         cfg = self.config
-        src = as_tokens("src", src, cfg.src_vocab_size, cfg.max_len, self.device)
+        src = check_tokens("src", src, cfg.src_vocab_size, cfg.max_len, self.device)
         return self._encode(src, as_mask(src_mask, self.device))
 
     def decode(self, memory, tgt, src_mask=None, tgt_mask=None) -> torch.Tensor:
         """memory (B, S, D), tgt (B, T) → logits (B, T, V); src_mask masks memory keys."""
         cfg = self.config
-        tgt = as_tokens("tgt", tgt, cfg.tgt_vocab_size, cfg.max_len, self.device)
+        tgt = check_tokens("tgt", tgt, cfg.tgt_vocab_size, cfg.max_len, self.device)
         if memory.ndim != 3 or memory.shape[0] != tgt.shape[0] or memory.shape[2] != cfg.d_model:
             raise ValueError(f"memory must have shape ({tgt.shape[0]}, S, {cfg.d_model}), "
                              f"got {tuple(memory.shape)}")
@@ -325,8 +327,8 @@ class TorchTransformer(_TiedStateDict, nn.Module):
 
     def forward(self, src, tgt, src_mask=None, tgt_mask=None) -> torch.Tensor:
         cfg = self.config
-        src = as_tokens("src", src, cfg.src_vocab_size, cfg.max_len, self.device)
-        tgt = as_tokens("tgt", tgt, cfg.tgt_vocab_size, cfg.max_len, self.device)
+        src = check_tokens("src", src, cfg.src_vocab_size, cfg.max_len, self.device)
+        tgt = check_tokens("tgt", tgt, cfg.tgt_vocab_size, cfg.max_len, self.device)
         if src.shape[0] != tgt.shape[0]:
             raise ValueError(f"src and tgt batch sizes differ: {src.shape[0]} vs {tgt.shape[0]}")
         src_mask = padding_mask(src, cfg.pad_id) if src_mask is None else as_mask(src_mask, self.device)
@@ -357,8 +359,6 @@ class TorchGPT(_TiedStateDict, nn.Module):
 
     def __init__(self, cfg, init_from_numpy: bool = True):
         super().__init__()
-        from ..gpt import GPT, GPTConfig  # imported here: the twin of a model that may be absent
-
         if isinstance(cfg, dict):
             cfg = GPTConfig(**cfg)
         if not isinstance(cfg, GPTConfig):
@@ -388,7 +388,7 @@ class TorchGPT(_TiedStateDict, nn.Module):
     def forward(self, idx) -> torch.Tensor:
         """idx (B, T) → logits (B, T, V)."""
         cfg = self.config
-        idx = as_tokens("idx", idx, cfg.vocab_size, cfg.max_len, self.device)
+        idx = check_tokens("idx", idx, cfg.vocab_size, cfg.max_len, self.device)
         x = _embed(self, self.tok_embed, idx, self.drop)  # (B, T, D)
         for block in self.blocks:
             x = block(x, is_causal=True)
@@ -398,22 +398,21 @@ class TorchGPT(_TiedStateDict, nn.Module):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k=None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 rng: torch.Generator | None = None) -> torch.Tensor:
         """The prompt (B, T) followed by ``max_new_tokens`` new tokens → (B, T + n).
 
         Uncached: each step re-runs the context window, chosen by the NumPy rule
-        ``scratchformer.gpt.context_start`` (so past ``max_len`` both pick the same window).
+        ``scratchformer.models.gpt.context_start`` (so past ``max_len`` both pick the same window).
         ``top_k=1`` or ``temperature=0`` is greedy argmax; otherwise a token is sampled with
-        ``torch.multinomial`` from ``generator`` (random streams differ from NumPy's).
+        ``torch.multinomial`` drawing from ``rng`` (a torch.Generator; random streams differ
+        from NumPy's).
         """
-        from ..gpt import context_start
-
         if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
         cfg = self.config
-        idx = as_tokens("idx", idx, cfg.vocab_size, 2 ** 62, self.device)
+        idx = check_tokens("idx", idx, cfg.vocab_size, 2 ** 62, self.device)
         was_training = self.training
         self.eval()
         try:
@@ -428,7 +427,7 @@ class TorchGPT(_TiedStateDict, nn.Module):
                     if top_k is not None and top_k < logits.shape[-1]:
                         kth = torch.topk(logits, top_k).values[:, -1:]  # (B, 1)
                         logits = logits.masked_fill(logits < kth, float("-inf"))
-                    nxt = torch.multinomial(F.softmax(logits, -1), 1, generator=generator)
+                    nxt = torch.multinomial(F.softmax(logits, -1), 1, generator=rng)
                 idx = torch.cat([idx, nxt], dim=1)  # (B, T + 1)
         finally:
             self.train(was_training)

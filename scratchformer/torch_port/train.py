@@ -2,11 +2,11 @@
 
     scratchformer torch-train --task reverse --device cpu --steps 2000
     scratchformer torch-train --corpus tiny --device cuda --steps 5000           # char GPT
-    torchrun --nproc_per_node=4 -m scratchformer.torch_port.train --task dates --device cuda
+    torchrun --nproc_per_node=4 -m scratchformer torch-train --task dates --device cuda
 
 One step (the same as NumPy's loop, with autograd doing the backward):
 
-    lr      = warm-up then cosine (scratchformer.optim.WarmupCosine), set before the update
+    lr      = warm-up then cosine (scratchformer.training.schedules.WarmupCosine), set before the update
     loss    = cross-entropy over non-PAD target tokens
     grads   = autograd; under DDP all-reduced (averaged) across ranks
     clip    = clip_grad_norm_(params, --clip);  AdamW(betas=(0.9, 0.98), eps=1e-9)
@@ -17,15 +17,13 @@ Each rank's loss is its sum of token losses divided by the *global* token count,
 world size, so DDP's gradient average equals the gradient of the global mean loss: N ranks
 train exactly the model one process would train on the whole batch (up to float rounding).
 Only rank 0 logs and writes the checkpoint: the weights converted to a NumPy model and
-saved with ``scratchformer.checkpoint.save`` (the same ``.npz`` as NumPy training), so
+saved with ``scratchformer.training.checkpoint.save`` (the same ``.npz`` as NumPy training), so
 ``scratchformer.load`` + ``greedy_decode`` decode it without torch.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 
 import numpy as np
@@ -33,19 +31,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ..optim import WarmupCosine
-from ..transformer import TransformerConfig
+from ..models.gpt import GPTConfig
+from ..models.transformer import TransformerConfig
+from ..training.schedules import WarmupCosine
 from .convert import to_numpy
 from .decoding import greedy_decode
-from .cli import TASKS, add_arguments  # noqa: F401  (TASKS re-exported)
 from .models import TorchGPT, TorchTransformer
-
-# ---- arguments (defined in cli.py, which must not import torch) -------------------------
-def build_parser() -> argparse.ArgumentParser:
-    return add_arguments(argparse.ArgumentParser(
-        prog="python -m scratchformer.torch_port.train",
-        description="Train the PyTorch twin (single process, or under torchrun with DDP)."))
-
 
 def _check_args(a) -> None:
     for name in ("steps", "batch_size", "block_size", "d_model", "n_heads", "d_ff", "log_every"):
@@ -147,8 +138,6 @@ def build_model(a, data):
             dropout=a.dropout, max_len=max(t.max_src_len, t.max_tgt_len + 1), activation=a.activation,
             norm_first=bool(a.norm_first), tie_embeddings=bool(a.tie_embeddings), seed=a.seed)
         return TorchTransformer(cfg)
-    from ..gpt import GPTConfig
-
     cfg = GPTConfig(vocab_size=data.tok.vocab_size, d_model=a.d_model, n_heads=a.n_heads,
                     d_ff=a.d_ff, n_layers=a.layers, max_len=a.block_size, dropout=a.dropout,
                     activation=a.activation, norm_first=a.norm_first is not False,
@@ -251,7 +240,7 @@ def evaluate(model, data, args) -> dict:
     if args.eval_size == 0:
         return {}
     if args.task:
-        from ..data.tasks import pad_batch
+        from ..data.taskbase import pad_batch
 
         pairs = data.task.held_out()[: args.eval_size]
         src, _, tgt_out = pad_batch(pairs)
@@ -270,7 +259,7 @@ def evaluate(model, data, args) -> dict:
         n += y.size
     prompt = data.tok.encode("\n")[None]
     sample = model.generate(prompt, 200, temperature=0.8, top_k=20,
-                            generator=torch.Generator(model.device).manual_seed(args.seed))
+                            rng=torch.Generator(model.device).manual_seed(args.seed))
     return {"val_loss": tot / n, "sample": data.tok.decode(sample[0].cpu().numpy())}
 
 
@@ -281,8 +270,8 @@ def _out_path(args) -> str | None:
 
 
 def save_checkpoint(path: str, model, data, args, summary: dict) -> None:
-    """The NumPy twin of ``model``, saved with ``scratchformer.checkpoint.save`` (torch-free to load)."""
-    from ..checkpoint import save
+    """The NumPy twin of ``model``, saved with ``scratchformer.training.checkpoint.save`` (torch-free to load)."""
+    from ..training.checkpoint import save
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     extra = {"trained_with": "torch", "step": args.steps, "final_loss": summary["final_loss"],
@@ -295,19 +284,7 @@ def save_checkpoint(path: str, model, data, args, summary: dict) -> None:
 
 
 def run(args) -> int:
-    """Train with parsed ``args``; a user error prints one line and returns exit status 2."""
-    try:
-        train(args)
-    except ValueError as e:
-        print(f"torch-train: error: {e}", file=sys.stderr)
-        return 2
+    """Train with the options of ``scratchformer torch-train`` (an argparse namespace, see
+    ``scratchformer.cli.torch_train``); returns the exit status. Bad options raise ValueError."""
+    train(args)
     return 0
-
-
-def main(argv=None) -> int:
-    """``python -m scratchformer.torch_port.train ...`` (what torchrun launches)."""
-    return run(build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

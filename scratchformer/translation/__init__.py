@@ -5,7 +5,7 @@
     translate_texts(model, tok, ["And God said, Let there be light"], beam=5)
 
 The command line (``scratchformer translate-train`` / ``scratchformer translate``) lives
-in ``scratchformer.translate_cli``; docs/translation.md has the recipe and the results.
+in ``scratchformer.cli.translate``; docs/translation.md has the recipe and the results.
 Only NumPy and the standard library are imported; sacrebleu is imported when scoring.
 """
 

@@ -31,7 +31,9 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-PAD, BOS, EOS, UNK = 0, 1, 2, 3
+from ..core.tokens import BOS, EOS, PAD
+
+UNK = 3  # after the three specials every vocabulary shares
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 SPACE = "\u2581"  # ▁ marks "a space came before this piece"
 _PIECES = re.compile(r" ?\w+| ?[^\w\s]")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bpe import EOS, PAD, BOS
+from ..core.tokens import BOS, EOS, PAD
 
 CORPORA = ("bible-en-es",)
 

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from ..decoding import beam_search, greedy_decode
+from ..models.decoding import beam_search, greedy_decode
 from .data import pad
 
 
@@ -95,3 +95,25 @@ def evaluate_baselines(train_pairs, test_pairs) -> dict:
     return {"copy": corpus_scores(copy_source(srcs), refs),
             "dictionary": {**corpus_scores(dictionary.translate(srcs), refs),
                            "seconds": round(learn_s, 1)}}
+
+
+def score_test(model, tok, train, test, beams, limit=None, baselines=True) -> dict:
+    """Test-split BLEU/chrF for each beam size, plus (optionally) both baselines."""
+    test = test[:limit] if limit else test
+    res = evaluate_model(model, tok, test, beams=tuple(beams))
+    res.pop("hypotheses")
+    out = {"n_test": len(test), **res}
+    if baselines:
+        out.update(evaluate_baselines(train, test))
+    return out
+
+
+def format_results(r: dict) -> str:
+    """``score_test``'s result as a table: system, BLEU, chrF, seconds."""
+    rows = [f"{'system':<12} {'BLEU':>6} {'chrF':>6} {'seconds':>8}"]
+    for name in ("copy", "dictionary", "greedy") + tuple(k for k in r if k.startswith("beam")):
+        if name in r:
+            v = r[name]
+            rows.append(f"{name:<12} {v['bleu']:>6.2f} {v['chrf']:>6.2f} "
+                        f"{v.get('seconds', ''):>8}")
+    return "\n".join(rows) + f"\n(n={r.get('n_test')} test pairs)"

@@ -1,4 +1,4 @@
-"""Glue between the translation data and the shared training loop (``scratchformer.train``).
+"""Glue between the translation data and the shared training loop (``scratchformer.training.trainer``).
 
 * ``TranslationBatches``: ``batch_fn(rng, step)`` for ``Trainer``. Epoch e's batches are
   ``length_batches`` shuffled by ``np.random.default_rng([seed, e])``, and step s takes
@@ -16,8 +16,8 @@ import json
 
 import numpy as np
 
-from ..loss import CrossEntropyLoss
-from ..transformer import Transformer, TransformerConfig
+from ..core.loss import CrossEntropyLoss
+from ..models.transformer import Transformer, TransformerConfig
 from .bpe import BPETokenizer
 from .data import length_batches, make_batch
 
@@ -96,7 +96,7 @@ def load_translator(path):
     ``info``: the checkpoint's state (corpus, split settings, tokenizer, ...) with the
     trainer's state under ``"trainer"`` (step, train_config, last_eval).
     """
-    from ..checkpoint import load
+    from ..training.checkpoint import load
 
     model, _, state = load(path)
     info = dict(state)

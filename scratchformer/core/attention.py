@@ -1,0 +1,162 @@
+"""Multi-head attention with a hand-written backward and a KV cache for decoding.
+
+Notation: B batch, H heads, Tq query length, Tk key length, D d_model, Dh = D / H.
+
+    q, k, v = x W_qᵀ + b_q, m W_kᵀ + b_k, m W_vᵀ + b_v      (m = memory, or x itself)
+    head_h  = softmax(q_h k_hᵀ / √Dh + mask) v_h             (functional.attention)
+    out     = concat(head_1..head_H) W_oᵀ + b_o
+
+The per-head math is ``functional.attention`` / ``attention_backward``, the same
+functions the docs derive. The three projections run as one matmul with their weights
+stacked (``kernels.qkv``); heads and batch are matmul's batch dimensions, so there is
+no Python loop over either.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import qkv
+from . import functional as F
+from .layers import Dropout, Linear, default_rng
+from .module import Module
+
+
+class KVCache:
+    """Keys and values of the positions decoded so far, for one attention module.
+
+    Self-attention appends the new positions' k, v at each step, so a step costs one
+    position's work instead of re-running the prefix. Cross-attention stores the
+    projected encoder memory once (``static``). ``reorder(idx)`` picks batch rows
+    (beam search); ``length`` is the number of cached positions.
+    """
+
+    def __init__(self):
+        self.k = self.v = None  # (B, H, capacity, Dh)
+        self.length = 0
+        self.static = False
+
+    def append(self, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Add (B, H, t, Dh) keys/values; return views of all cached positions."""
+        t = k.shape[2]
+        if self.k is None or self.length + t > self.k.shape[2]:
+            cap = max(2 * (self.length + t), 16)
+            B, H, _, Dh = k.shape
+            nk, nv = np.empty((B, H, cap, Dh), k.dtype), np.empty((B, H, cap, Dh), v.dtype)
+            if self.k is not None:
+                nk[:, :, : self.length] = self.k[:, :, : self.length]
+                nv[:, :, : self.length] = self.v[:, :, : self.length]
+            self.k, self.v = nk, nv
+        self.k[:, :, self.length:self.length + t] = k
+        self.v[:, :, self.length:self.length + t] = v
+        self.length += t
+        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+
+    def reorder(self, idx: np.ndarray) -> None:
+        if self.k is not None:
+            self.k, self.v = self.k[idx], self.v[idx]
+
+
+class MultiHeadAttention(Module):
+    """Self-attention ``mha(x, mask=...)`` or cross-attention ``mha(x, memory, mask=...)``.
+
+    x (B, Tq, D) gives the queries; keys and values come from ``memory`` (B, Tk, D), or
+    from x itself when memory is None. ``mask`` is boolean, True = may attend,
+    broadcastable to (B, H, Tq, Tk). Returns (B, Tq, D) and keeps the attention weights
+    in ``.attn`` (B, H, Tq, Tk). ``backward(g)`` returns dx (self) or (dx, dmemory) (cross).
+
+    Parameters: q_proj, k_proj, v_proj, out_proj — each a Linear (D → D), as in PyTorch.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0,
+                 rng: np.random.Generator | None = None, dtype=np.float32,
+                 dropout_rng: np.random.Generator | None = None):
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        rng = default_rng(rng)
+        self.q_proj = Linear(d_model, d_model, rng=rng, dtype=dtype)
+        self.k_proj = Linear(d_model, d_model, rng=rng, dtype=dtype)
+        self.v_proj = Linear(d_model, d_model, rng=rng, dtype=dtype)
+        self.out_proj = Linear(d_model, d_model, rng=rng, dtype=dtype)
+        self.attn_dropout = Dropout(dropout, dropout_rng if dropout_rng is not None else rng)
+        self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
+        self.attn = None
+
+    def forward(self, x: np.ndarray, memory: np.ndarray | None = None,
+                mask: np.ndarray | None = None, cache: KVCache | None = None) -> np.ndarray:
+        self._check(x, memory)
+        B, Tq, D = x.shape
+        H = self.n_heads
+        x2 = x.reshape(B * Tq, D)
+        if memory is None:  # self-attention: q, k, v from one (B·Tq, D) @ (D, 3D) matmul
+            stacked = {"x": qkv.stack((self.q_proj, self.k_proj, self.v_proj))}
+            q, k, v = qkv.project(x2, *stacked["x"], B, Tq, H)  # each (B, H, Tq, Dh)
+            if cache is not None:
+                k, v = cache.append(k, v)  # all positions so far: (B, H, Tk, Dh)
+        else:  # cross-attention: q from x, k and v from memory in one matmul
+            stacked = {"x": qkv.stack((self.q_proj,))}
+            (q,) = qkv.project(x2, *stacked["x"], B, Tq, H)
+            if cache is not None and cache.static:
+                k, v = cache.k, cache.v
+            else:
+                stacked["m"] = qkv.stack((self.k_proj, self.v_proj))
+                k, v = qkv.project(memory.reshape(-1, D), *stacked["m"], B, memory.shape[1], H)
+                if cache is not None:
+                    cache.k, cache.v, cache.static = k, v, True
+        if mask is not None:
+            mask = self._check_mask(mask, B, q.shape[2], k.shape[2])
+        o, p = F.attention(q, k, v, mask, self.attn_dropout)  # (B, H, Tq, Dh), (B, H, Tq, Tk)
+        self.attn = p
+        o2 = o.transpose(0, 2, 1, 3).reshape(B * Tq, D)  # concat heads: (B·Tq, D)
+        if cache is None:  # remember what backward needs
+            self._saved = (x2, memory, q, k, v, p, stacked)
+        return self.out_proj(o2).reshape(B, Tq, D)
+
+    def backward(self, g: np.ndarray):
+        x2, memory, q, k, v, p, stacked = self._saved
+        B, H, Tq, Dh = q.shape
+        do2 = self.out_proj.backward(g.reshape(B * Tq, -1))  # (B·Tq, D)
+        do = qkv.split_heads(do2, B, Tq, 1, H)[0]  # (B, H, Tq, Dh)
+        dq, dk, dv = F.attention_backward(q, k, v, p, do, self.attn_dropout)
+        if memory is None:  # one (B·Tq, 3D) buffer: the stacked weights' gradient is one matmul
+            dqkv = qkv.merge_heads((dq, dk, dv), B, Tq)
+            dx2 = qkv.project_backward((self.q_proj, self.k_proj, self.v_proj), x2, stacked["x"][0], dqkv)
+            return dx2.reshape(B, Tq, -1)
+        dx2 = qkv.project_backward((self.q_proj,), x2, stacked["x"][0], qkv.merge_heads((dq,), B, Tq))
+        dkv = qkv.merge_heads((dk, dv), B, memory.shape[1])
+        dm2 = qkv.project_backward((self.k_proj, self.v_proj), memory.reshape(-1, memory.shape[2]),
+                                   stacked["m"][0], dkv)
+        return dx2.reshape(B, Tq, -1), dm2.reshape(memory.shape)
+
+    # ---- argument checks ------------------------------------------------------------------
+    def _check(self, x, memory):
+        D = self.d_model
+        if x.ndim != 3 or x.shape[-1] != D:
+            raise ValueError(f"attention input must have shape (B, T, {D}), got {x.shape}")
+        if memory is not None and (memory.ndim != 3 or memory.shape[-1] != D
+                                   or memory.shape[0] != x.shape[0]):
+            raise ValueError(f"memory must have shape ({x.shape[0]}, Tk, {D}), got {memory.shape}")
+
+    def _check_mask(self, mask, B, Tq, Tk):
+        mask = np.asarray(mask)
+        if mask.dtype.kind == "f" and mask.ndim == 3 and mask.shape[-1] == self.d_model:
+            raise TypeError("MultiHeadAttention is called as mha(x, memory=None, mask=None): keys "
+                            "and values both come from memory; got a third float array of shape "
+                            f"{mask.shape} where the mask goes (torch's (query, key, value) order?)")
+        if mask.dtype != bool:
+            raise TypeError(f"attention mask must be boolean (True = may attend), got dtype {mask.dtype}")
+        try:
+            np.broadcast_shapes(mask.shape, (B, self.n_heads, Tq, Tk))
+        except ValueError:
+            raise ValueError(f"attention mask of shape {mask.shape} does not broadcast to "
+                             f"(B, H, Tq, Tk) = {(B, self.n_heads, Tq, Tk)}") from None
+        if mask.ndim != 4:
+            raise ValueError(f"attention mask must be 4-D (B, H|1, Tq|1, Tk), got shape {mask.shape}")
+        return mask
+
+
+def attention_maps(model: Module) -> dict[str, np.ndarray]:
+    """{module name: attention weights (B, H, Tq, Tk)} of every MultiHeadAttention in
+    ``model``, from its last forward pass."""
+    return {name: m.attn for name, m in model.named_modules()
+            if isinstance(m, MultiHeadAttention) and m.attn is not None}

@@ -1,0 +1,60 @@
+"""Fused projections for multi-head attention: q, k and v from ONE matmul.
+
+Three Linear layers q_proj, k_proj, v_proj (each D → D) applied to the same input are
+one matmul with their weights stacked to (3D, D) — a single large BLAS call instead of
+three. For cross-attention k and v share an input (the encoder memory) and are stacked
+to (2D, D). The results come back as strided views split into heads, no copy::
+
+    x (N, D) @ [W_q; W_k; W_v]ᵀ + [b_q; b_k; b_v]  →  (N, 3D)  →  3 × (B, H, T, Dh)
+
+Backward goes the other way: the heads' gradients are written into one (N, nD) buffer, so
+the stacked weights' gradient is one matmul too, then split back onto each Linear.
+``tests/kernels`` hold these equal to three separate ``Linear`` calls.
+
+Notation: B batch, T length, N = B·T rows, D d_model, H heads, Dh = D / H, n projections.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .rows import colsum
+
+
+def stack(projs) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (nD, D) and biases (nD,) of the Linear layers ``projs``, stacked in order."""
+    return (np.concatenate([p.weight.data for p in projs]),
+            np.concatenate([p.bias.data for p in projs]))
+
+
+def split_heads(y: np.ndarray, B: int, T: int, n: int, H: int) -> np.ndarray:
+    """(B·T, n·D) → (n, B, H, T, Dh): strided views, no copy."""
+    return y.reshape(B, T, n, H, -1).transpose(2, 0, 3, 1, 4)
+
+
+def project(x2: np.ndarray, w: np.ndarray, b: np.ndarray, B: int, T: int, H: int) -> np.ndarray:
+    """x2 (B·T, D) through the stacked projections → (n, B, H, T, Dh) views of one matmul."""
+    y = x2 @ w.T  # (B·T, nD)
+    y += b
+    return split_heads(y, B, T, w.shape[0] // x2.shape[1], H)
+
+
+def merge_heads(grads, B: int, T: int) -> np.ndarray:
+    """n head-split gradients (B, H, T, Dh) → one (B·T, n·D) buffer, the layout of ``project``."""
+    n, (_, H, _, Dh) = len(grads), grads[0].shape
+    out = np.empty((B * T, n * H * Dh), dtype=grads[0].dtype)
+    for view, g in zip(split_heads(out, B, T, n, H), grads):  # n ≤ 3 projections
+        view[...] = g
+    return out
+
+
+def project_backward(projs, x2: np.ndarray, w: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Backward of ``project``: dy (B·T, nD) → adds dW = dyᵀ x, db = Σ dy onto each Linear
+    in ``projs`` (its slice of rows), returns dx2 = dy W (B·T, D)."""
+    D = x2.shape[1]
+    dw = dy.T @ x2  # (nD, D): every projection's weight gradient in one matmul
+    db = colsum(dy)  # (nD,)
+    for i, p in enumerate(projs):
+        p.weight.grad += dw[i * D:(i + 1) * D]
+        p.bias.grad += db[i * D:(i + 1) * D]
+    return dy @ w  # (B·T, D)

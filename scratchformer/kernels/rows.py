@@ -1,0 +1,179 @@
+"""Row kernels: element-wise chains run block by block over the rows of an array.
+
+Why this exists: a chain of NumPy calls such as GELU's ``t = x*x; t *= c; t += 1; ...``
+streams the whole array through memory once per call. For the (B·T, d_ff) activations
+of a Transformer (megabytes each) that memory traffic, not arithmetic, is the cost.
+``map_rows`` instead runs the *whole chain* on one block of rows at a time, small
+enough (~256 KB an array) to stay in the CPU's L2 cache, so memory is touched about once.
+
+Each kernel below computes the formula of the function in ``core.functional`` (or the
+layer in ``core.layers``) that calls it; ``tests/kernels`` hold every kernel equal to
+that plain formula. Exactness: a kernel only ever combines numbers within one row, so a
+row's result does not depend on the blocking.
+
+Threads: ``SCRATCHFORMER_NUM_THREADS=2`` lets a helper thread take blocks too (NumPy
+releases the GIL inside its ufunc loops); the blocks depend only on the arrays' shapes,
+so one thread and two give bit-identical results. The default is ONE thread: measured on
+a 2-core machine (small benchmark config), idle, 2 threads gave no gain (OpenBLAS's
+threads keep spinning on the second core between matmuls); with another process busy on
+one core they were ~8% slower, and with two busy processes ~1.7× slower.
+
+Notation: N rows, n the last axis.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+_BLOCK_BYTES = 256 * 1024  # rows per block: about this many bytes of the first array
+_MIN_BYTES = 1024 * 1024  # smaller first arrays: one call on the calling thread
+
+_num_threads = max(1, int(os.environ.get("SCRATCHFORMER_NUM_THREADS", 1)))
+_pool: ThreadPoolExecutor | None = None
+
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+GELU_C = 0.044715
+
+
+def map_rows(kernel, *args) -> None:
+    """Call ``kernel(*blocks)`` on matching row blocks (axis 0) of the array arguments.
+
+    An argument is split when it is an ndarray with as many rows as the first argument;
+    anything else (a scalar, None, an array with one row that broadcasts) is passed
+    whole. The kernel writes its results into output arrays among the arguments; it
+    must treat its rows independently (see the module docstring).
+    """
+    first = args[0]
+    n = first.shape[0]
+    if first.nbytes < _MIN_BYTES or n < 2:
+        kernel(*args)
+        return
+    rows = max(1, _BLOCK_BYTES * n // first.nbytes)
+    split = [isinstance(a, np.ndarray) and a.ndim and a.shape[0] == n for a in args]
+    blocks = iter([[a[i:i + rows] if s else a for a, s in zip(args, split)]
+                   for i in range(0, n, rows)])
+
+    def work():  # threads take the next block until none is left (next() holds the GIL)
+        for block in blocks:
+            kernel(*block)
+
+    helpers = [_get_pool().submit(work) for _ in range(_num_threads - 1)]
+    work()
+    for h in helpers:
+        h.result()
+
+
+def _get_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max(1, _num_threads - 1), thread_name_prefix="scratchformer")
+    return _pool
+
+
+def as_rows(a: np.ndarray) -> np.ndarray:
+    """A view of ``a`` as (rows, last axis), for ``map_rows`` (a must be contiguous)."""
+    return a.reshape(-1, a.shape[-1]) if a.ndim else a.reshape(1, 1)
+
+
+# ---- reductions as BLAS calls ------------------------------------------------------------
+def rowsum(x: np.ndarray) -> np.ndarray:
+    """``x.sum(-1, keepdims=True)``: (..., n) → (..., 1), as x @ ones(n).
+
+    A matrix-vector product with a vector of ones: BLAS is several times faster than
+    ``x.sum(-1)`` for the (rows, n) arrays of a Transformer.
+    """
+    n = x.shape[-1]
+    return (x.reshape(-1, n) @ np.ones(n, dtype=x.dtype)).reshape(*x.shape[:-1], 1)
+
+
+def colsum(x: np.ndarray) -> np.ndarray:
+    """``x.sum(0)`` of a 2-D (N, n) array → (n,), as ones(N) @ x (a BLAS call)."""
+    return np.ones(x.shape[0], dtype=x.dtype) @ x
+
+
+# ---- softmax --------------------------------------------------------------------------------
+def masked_softmax_rows(s: np.ndarray, mask: np.ndarray | None) -> None:
+    """In place on a block of scores: s ← softmax of s over the entries where mask is True.
+
+    Masked entries become -inf (exp gives 0); a fully masked row has its max taken as 0
+    and its sum as 1, so it comes out all zeros, never NaN.
+    """
+    if mask is not None:
+        np.copyto(s, -np.inf, where=~mask)  # masked entries: -inf
+    m = np.fmax.reduce(s, axis=-1, keepdims=True)  # row max (fmax: faster than max)
+    m[~np.isfinite(m)] = 0.0  # fully masked row: nothing to subtract
+    s -= m
+    np.exp(s, out=s)  # exp(-inf) = 0 for masked entries
+    d = np.einsum("...i->...", s)[..., None]  # row sum (einsum: faster than sum)
+    d[d == 0] = 1.0  # fully masked row: 0 / 1 = 0
+    s /= d
+
+
+def softmax_backward_rows(s: np.ndarray, g: np.ndarray, dx: np.ndarray) -> None:
+    """dx = s·(g - Σ g·s) on a block of rows; dx may be g."""
+    c = np.einsum("...i,...i->...", g, s)[..., None]  # Σ g·s      (rows, 1)
+    np.subtract(g, c, out=dx)
+    dx *= s
+
+
+# ---- GELU ------------------------------------------------------------------------------------
+def gelu_rows(x: np.ndarray, y: np.ndarray, dydx: np.ndarray | None) -> None:
+    """y = gelu(x) and, unless dydx is None, dydx = gelu'(x), for a block of rows.
+
+    gelu(x) = 0.5·x·(1 + tanh z),  z = √(2/π)(x + 0.044715x³);
+    gelu'(x) = 0.5(1 + tanh z) + 0.5·x·(1 - tanh² z)·z',  z' = √(2/π)(1 + 3·0.044715x²).
+    """
+    x2 = x * x  # x²
+    t = x2 * (SQRT_2_OVER_PI * GELU_C)
+    t += SQRT_2_OVER_PI
+    t *= x  # z = √(2/π)(x + 0.044715x³)
+    np.tanh(t, out=t)  # tanh z
+    p = t + 1.0
+    p *= 0.5  # 0.5(1 + tanh z)
+    np.multiply(x, p, out=y)  # gelu
+    if dydx is None:
+        return
+    x2 *= 1.5 * SQRT_2_OVER_PI * GELU_C
+    x2 += 0.5 * SQRT_2_OVER_PI
+    x2 *= x  # 0.5·x·z'
+    t *= t
+    np.subtract(1.0, t, out=t)  # 1 - tanh² z
+    t *= x2
+    np.add(t, p, out=dydx)  # 0.5(1 + tanh z) + 0.5·x·(1 - tanh² z)·z'
+
+
+# ---- LayerNorm -------------------------------------------------------------------------------
+def layernorm_rows(x, weight, bias, eps, y, xhat, rstd) -> None:
+    """LayerNorm forward on a block of rows (N, n): fills y, x̂ and rstd (N, 1).
+
+    x̂ = (x - mean)·rstd,  rstd = 1/√(var + eps),  y = x̂·weight + bias.
+    """
+    inv_d = 1.0 / x.shape[-1]
+    mean = np.einsum("nd->n", x)[:, None] * inv_d  # (N, 1); einsum sums faster than .sum
+    np.subtract(x, mean, out=xhat)  # x - mean
+    var = np.einsum("nd,nd->n", xhat, xhat)[:, None] * inv_d  # (N, 1)
+    var += eps
+    np.sqrt(var, out=var)
+    np.divide(1.0, var, out=rstd)  # 1/√(var + eps)
+    xhat *= rstd  # x̂
+    np.multiply(xhat, weight, out=y)
+    y += bias  # x̂·weight + bias
+
+
+def layernorm_backward_rows(g, xhat, rstd, weight, dx, gxhat) -> None:
+    """LayerNorm backward on a block of rows: dx, and g·x̂ for the weight's gradient.
+
+    With ĝ = g·weight: dx = rstd·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)).
+    """
+    inv_d = 1.0 / g.shape[-1]
+    np.multiply(g, xhat, out=gxhat)  # g·x̂
+    np.multiply(g, weight, out=dx)  # ĝ = g·weight
+    mean_ghat = np.einsum("nd->n", dx)[:, None] * inv_d  # mean(ĝ)        (N, 1)
+    mean_ghat_xhat = np.einsum("nd,d->n", gxhat, weight)[:, None] * inv_d  # mean(ĝ·x̂)
+    dx -= mean_ghat
+    dx -= xhat * mean_ghat_xhat
+    dx *= rstd  # rstd·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂))

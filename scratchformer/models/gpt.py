@@ -1,0 +1,245 @@
+"""GPT: a decoder-only Transformer for (character-level) language modelling.
+
+Notation: B batch, T length, D d_model, H heads, V vocabulary, L layers.
+
+    x0     = dropout(√D · tok_embed(idx) + PE[0:T])          (B, T, D)
+    x_l    = block_l(x_{l-1}, causal mask)                    l = 1..L   (EncoderLayer)
+    logits = lm_head(norm(x_L))                               (B, T, V)   (norm: pre-LN only)
+
+The blocks are the encoder–decoder's ``EncoderLayer`` with a causal mask — the same
+attention, LayerNorm and feed-forward code, not a copy. Embeddings follow the
+encoder–decoder exactly: scaled by √D, sinusoidal positions added (a buffer, no key),
+then dropout. ``lm_head`` is a Linear D → V **without bias** (as GPT-2/nanoGPT); with
+``tie_embeddings`` its weight *is* ``tok_embed.weight`` (one Parameter), so the state
+dict has no ``lm_head.*`` key at all, and ``lm_head.weight`` when untied.
+
+Generation keeps a KV cache per block, so each new token costs one position's work.
+Positions are absolute (sinusoidal), so when the context reaches ``max_len`` the window
+cannot slide one token at a time without recomputing every key: instead the context is
+re-started from its last ``max_len // 2`` tokens (one prefill), and decoding goes on
+from there. The uncached path crops its context by the very same rule, so the two give
+identical tokens — before and after ``max_len``. See ``context_start``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..core.attention import KVCache, attention_maps
+from ..core.functional import causal_mask, softmax
+from ..core.layers import (Dropout, Embedding, LayerNorm, Linear, PositionalEncoding, embed_tokens,
+                           embed_tokens_backward)
+from ..core.module import Module, ModuleList
+from ..core.tokens import check_token_range, check_tokens
+from .transformer import EncoderLayer, validate_sizes
+
+
+@dataclass
+class GPTConfig:
+    """Sizes and switches of the GPT; invalid values raise ValueError naming the field.
+
+    The defaults are a small character-level model (≈0.8 M parameters for V = 65)
+    that trains on a laptop CPU.
+    """
+
+    vocab_size: int
+    d_model: int = 128
+    n_heads: int = 4
+    d_ff: int = 512
+    n_layers: int = 4
+    max_len: int = 256
+    dropout: float = 0.0
+    activation: str = "gelu"
+    norm_first: bool = True
+    layer_norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        validate_sizes(self, ("vocab_size", "d_model", "n_heads", "d_ff", "max_len"), ("n_layers",))
+        for name in ("norm_first", "tie_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def context_start(length: int, start: int, max_len: int) -> int:
+    """Start of the context window for predicting token number ``length`` (0-based).
+
+    The window is tokens[start:length] and must hold at most ``max_len`` tokens. While it
+    fits, it keeps its start; once it overflows, it restarts from the last
+    ``max(1, max_len // 2)`` tokens (the KV cache is rebuilt from them with one prefill).
+    A prompt longer than ``max_len`` is cropped first to its last ``max_len`` tokens
+    (``generate`` begins with start = max(0, T - max_len)). Shared by the cached and the
+    uncached path, so both see the same context at every step.
+    """
+    if length - start <= max_len:
+        return start
+    return length - max(1, max_len // 2)
+
+
+class GPT(Module):
+    """Decoder-only Transformer: ``model(idx) -> logits (B, T, V)``.
+
+    ``backward(dlogits)`` back-propagates through the last forward and adds into every
+    parameter's ``.grad``. ``generate`` continues a prompt (see the module docstring for
+    the cache and the ``max_len`` policy). Dropout draws from ``model.rng``, seeded
+    ``[seed, 1]`` (the initial weights from ``seed``).
+    """
+
+    def __init__(self, cfg: GPTConfig):
+        if not isinstance(cfg, GPTConfig):
+            raise TypeError(f"GPT expects a GPTConfig, got {type(cfg).__name__}")
+        self.config = cfg
+        rng = np.random.default_rng(cfg.seed)  # initial weights
+        self.rng = np.random.default_rng([cfg.seed, 1])  # dropout masks (saved in checkpoints)
+        D = cfg.d_model
+        self.tok_embed = Embedding(cfg.vocab_size, D, rng=rng, name="idx")
+        self.pos = PositionalEncoding(D, cfg.max_len)
+        self.drop = Dropout(cfg.dropout, self.rng)
+        self.blocks = ModuleList(
+            EncoderLayer(D, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.activation, cfg.norm_first,
+                         cfg.layer_norm_eps, rng=rng, dropout_rng=self.rng)
+            for _ in range(cfg.n_layers))
+        self.norm = LayerNorm(D, cfg.layer_norm_eps) if cfg.norm_first else None
+        self.lm_head = Linear(D, cfg.vocab_size, bias=False, rng=rng)
+        if cfg.tie_embeddings:  # one Parameter, stored once as tok_embed.weight
+            self.lm_head.weight = self.tok_embed.weight
+        self._saved = None
+
+    # ---- forward ----------------------------------------------------------------------
+    def _hidden(self, idx: np.ndarray, caches: list[KVCache] | None = None,
+                start: int = 0) -> np.ndarray:
+        """The final hidden states (B, t, D) of tokens ``idx`` (B, t) at positions start.. .
+
+        Without caches: causal self-attention over idx. With caches (one per block): the
+        keys and values of positions 0..start-1 come from the cache and the new ones are
+        appended, so t = 1 costs one position's work.
+        """
+        t = idx.shape[1]
+        x = embed_tokens(self.tok_embed, self.pos, self.drop, idx, start)  # (B, t, D)
+        offset = 0 if caches is None else start  # cached keys before the new queries
+        mask = causal_mask(t, offset) if t > 1 else None  # (1, 1, t, offset + t)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, None if caches is None else caches[i])  # (B, t, D)
+        return self.norm(x) if self.norm is not None else x
+
+    def forward(self, idx) -> np.ndarray:
+        """idx (B, T) integer token ids, T ≤ max_len → logits (B, T, V).
+
+        logits[:, t] scores token t + 1 given tokens 0..t (a causal mask hides the future).
+        """
+        cfg = self.config
+        idx = check_tokens("idx", idx, cfg.max_len)
+        logits = self.lm_head(self._hidden(idx))  # (B, T, V)
+        self._saved = logits.shape
+        return logits
+
+    # ---- backward ---------------------------------------------------------------------
+    def backward(self, dlogits: np.ndarray) -> None:
+        """Back-propagate dL/dlogits (B, T, V) through every block into every ``.grad``.
+
+        Reverse of forward: lm_head → final norm → blocks (last first) → dropout → PE
+        (identity) → ×√D → tok_embed. With tied embeddings ``tok_embed.weight.grad``
+        receives both the lm_head and the embedding contributions.
+        """
+        if self._saved is None:
+            raise RuntimeError("backward() needs a preceding model(idx) forward pass")
+        dlogits = np.asarray(dlogits)
+        if dlogits.shape != self._saved:
+            raise ValueError(f"dlogits must have the logits' shape {self._saved}, got {dlogits.shape}")
+        g = self.lm_head.backward(dlogits)  # (B, T, D)
+        if self.norm is not None:
+            g = self.norm.backward(g)
+        for block in reversed(self.blocks):
+            g = block.backward(g)  # (B, T, D)
+        embed_tokens_backward(self.tok_embed, self.pos, self.drop, g)
+        self._saved = None
+
+    # ---- generation -------------------------------------------------------------------
+    def init_cache(self) -> list[KVCache]:
+        """One empty KVCache per block."""
+        return [KVCache() for _ in self.blocks]
+
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 use_cache: bool = True, rng=None) -> np.ndarray:
+        """Continue the prompts idx (B, T) by ``max_new_tokens`` tokens → (B, T + max_new_tokens).
+
+        Each step samples from softmax(logits_last / temperature), restricted to the
+        ``top_k`` largest logits when given (top_k ≥ V: no restriction); ``top_k=1`` (or
+        ``temperature=0``) is greedy argmax. ``rng``: a np.random.Generator, an int seed, or
+        None for ``default_rng([seed, 2])``. Runs in eval mode (no dropout) and restores
+        the previous mode. ``use_cache=False`` recomputes the whole window every step —
+        same tokens, slower; the window rule past ``max_len`` is ``context_start``.
+        """
+        cfg = self.config
+        idx = check_token_range("idx", check_tokens("idx", idx), cfg.vocab_size)  # before any work
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
+                or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+                or not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
+                                  or top_k < 1):
+            raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
+        rng = _as_generator(rng, cfg.seed)
+        B, T0 = idx.shape
+        out = np.empty((B, T0 + max_new_tokens), dtype=np.int64)
+        out[:, :T0] = idx
+        self._saved = None  # generation overwrites the activations backward would need
+        with self.eval_mode():
+            start, caches = max(0, T0 - cfg.max_len), None
+            for n in range(T0, T0 + max_new_tokens):  # predict token n from tokens[start:n]
+                new_start = context_start(n, start, cfg.max_len)
+                if not use_cache:
+                    h = self._hidden(out[:, new_start:n])  # whole window, every step
+                elif caches is None or new_start != start:  # (re)fill the cache: one prefill
+                    caches = self.init_cache()
+                    h = self._hidden(out[:, new_start:n], caches, 0)
+                else:  # one new position: token n-1 at position n-1-start
+                    h = self._hidden(out[:, n - 1:n], caches, n - 1 - start)
+                start = new_start
+                logits = self.lm_head(h[:, -1])  # (B, V): the last position only
+                out[:, n] = sample_next(logits, temperature, top_k, rng)
+        return out
+
+    # ---- inspection ---------------------------------------------------------------------
+    def attention_maps(self) -> dict[str, np.ndarray]:
+        """{module name: attention weights (B, H, Tq, Tk)} from the last forward pass."""
+        return attention_maps(self)
+
+
+def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
+                rng: np.random.Generator | None = None) -> np.ndarray:
+    """logits (B, V) → one token id per row (B,).
+
+    p = softmax(z / temperature) over the top_k largest z (ties at the k-th value kept);
+    a token is drawn by inverting the CDF with one uniform per row. ``top_k=1`` or
+    ``temperature=0`` is argmax (no random number drawn).
+    """
+    if top_k == 1 or temperature == 0:
+        return logits.argmax(axis=-1)
+    B, V = logits.shape
+    z = logits.astype(np.float64) / temperature  # (B, V)
+    if top_k is not None and top_k < V:
+        kth = np.partition(z, V - top_k, axis=-1)[:, V - top_k, None]  # (B, 1) k-th largest
+        z = np.where(z >= kth, z, -np.inf)
+    cdf = np.cumsum(softmax(z), axis=-1)  # (B, V)
+    u = (rng if rng is not None else np.random.default_rng()).random((B, 1))
+    return np.minimum((cdf < u * cdf[:, -1:]).sum(axis=-1), V - 1)
+
+
+def _as_generator(rng, seed: int) -> np.random.Generator:
+    if rng is None:
+        return np.random.default_rng([seed, 2])
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")

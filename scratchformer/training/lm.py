@@ -1,0 +1,167 @@
+"""The glue that trains the character-level GPT with the project's one loop (``Trainer``).
+
+- ``random_blocks(data, block, batch)``: the batches, random contiguous blocks of the text;
+- ``LMEvaluator`` (train/val loss on fixed blocks) and ``full_loss`` (a whole split);
+- ``train_gpt(corpus, out_dir, ...)``: data, model, AdamW + warm-up/cosine, checkpoints, resume;
+- ``load_gpt(path)`` and ``sample_text(...)``: a trained model and its tokenizer, and text.
+
+    out = train_gpt("tiny", "runs/gpt", steps=2000)          # nanoGPT's CPU recipe
+    print(sample_text(out["model"], out["tokenizer"], "ROMEO:", 200))
+
+Notation: B batch, T block (context length), V vocabulary (characters).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from ..core.loss import CrossEntropyLoss
+from ..data.chartok import CharTokenizer
+from ..data.shakespeare import load_corpus, train_val_split
+from ..models.gpt import GPT, GPTConfig
+from .checkpoint import load
+from .trainer import TrainConfig, Trainer, limit_blas_threads, trainer_state
+
+
+def load_gpt(path):
+    """(GPT, CharTokenizer) from a checkpoint written by ``gpt train``."""
+
+    model, _, state = load(path)
+    if not isinstance(model, GPT):
+        raise ValueError(f"{path} holds a {type(model).__name__}, expected a GPT checkpoint")
+    if "tokenizer" not in state:
+        raise ValueError(f"{path} has no 'tokenizer' in its state: not written by 'gpt train'")
+    return model, CharTokenizer.from_json(state["tokenizer"])
+
+
+def sample_text(model, tokenizer, prompt: str, tokens: int, temperature: float = 0.8,
+                top_k: int | None = 40, seed: int | None = None, use_cache: bool = True) -> str:
+    """The prompt followed by ``tokens`` generated characters."""
+    if not prompt:
+        raise ValueError("prompt must hold at least one character, got ''")
+    try:
+        ids = tokenizer.encode(prompt)
+    except ValueError as e:
+        raise ValueError(f"prompt: {e}") from None
+    rng = None if seed is None else np.random.default_rng(seed)
+    out = model.generate(ids[None, :], tokens, temperature=temperature, top_k=top_k or None,
+                         use_cache=use_cache, rng=rng)
+    return tokenizer.decode(out[0])
+
+
+def random_blocks(data, block: int, batch: int):
+    """``batch_fn(rng, step) -> (x, y)`` for ``Trainer``: ``batch`` random
+    contiguous blocks of ``data`` (1-D token ids), x (B, T) and y = x shifted by one (B, T)."""
+    data = np.asarray(data)
+    n_starts = len(data) - block  # a start i needs tokens i .. i + block (inclusive)
+    if n_starts < 1:
+        raise ValueError(f"text of {len(data)} tokens is too short for block {block} "
+                         f"(needs at least {block + 1})")
+    offsets = np.arange(block)
+
+    def batch_fn(rng, step):
+        ix = rng.integers(0, n_starts, batch)[:, None] + offsets  # (B, T) positions
+        return data[ix], data[ix + 1]
+
+    return batch_fn
+
+
+class LMEvaluator:
+    """``evaluator(model) -> {"train_loss", "val_loss"}``: mean cross-entropy (nats per
+    character) on fixed random blocks of each split, drawn once from ``seed`` so every
+    evaluation scores the same text. ``full_loss`` scores a whole split instead."""
+
+    def __init__(self, splits: dict, block: int, batch_size: int = 12, n_batches: int = 20,
+                 seed: int = 1234):
+        rng = np.random.default_rng(seed)
+        self.batches = {name: [random_blocks(data, block, batch_size)(rng, 0) for _ in range(n_batches)]
+                        for name, data in splits.items()}
+
+    def __call__(self, model) -> dict:
+        crit = CrossEntropyLoss()
+        with model.eval_mode():
+            return {f"{name}_loss": float(sum(crit(model(x), y) for x, y in batches) / len(batches))
+                    for name, batches in self.batches.items()}
+
+
+def full_loss(model, data, block: int, batch_size: int = 64) -> float:
+    """Mean next-character cross-entropy over ``data`` cut into consecutive non-overlapping
+    blocks (each block's context starts at its first character): the whole split, no sampling."""
+    data = np.asarray(data)
+    n = (len(data) - 1) // block
+    if n < 1:
+        raise ValueError(f"text of {len(data)} tokens is shorter than one block of {block} + 1")
+    x_all = data[: n * block].reshape(n, block)  # (n, T)
+    y_all = data[1: n * block + 1].reshape(n, block)
+    crit, total = CrossEntropyLoss(), 0.0
+    with model.eval_mode():
+        for i in range(0, n, batch_size):
+            x, y = x_all[i:i + batch_size], y_all[i:i + batch_size]
+            total += crit(model(x), y) * x.size
+    return total / x_all.size
+
+
+def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads: int = 4,
+              d_model: int = 128, d_ff: int | None = None, block: int = 64, dropout: float = 0.0,
+              tie_embeddings: bool = True, seed: int = 0, steps: int = 2000, batch: int = 12,
+              lr: float = 1e-3, min_lr: float = 1e-4, warmup: int = 100, beta2: float = 0.99,
+              weight_decay: float = 0.1, clip: float = 1.0, eval_every: int = 250,
+              eval_batches: int = 20, checkpoint_every: int = 500, resume: bool = False,
+              until: int | None = None, progress=True, threads: int | None = None,
+              text: str | None = None) -> dict:
+    """Train a character-level GPT with ``Trainer`` (the project's one loop).
+
+    Data: ``load_corpus(corpus)`` (or ``text``), a CharTokenizer over all of it, the first
+    90% for training and the last 10% for validation; each step draws ``batch`` random
+    contiguous blocks of ``block`` + 1 characters. AdamW (β = (0.9, beta2), eps 1e-8),
+    linear warm-up then cosine from ``lr`` to ``min_lr`` at ``steps``, clipping at ``clip``.
+    The defaults are nanoGPT's CPU recipe. Checkpoints (``out_dir/checkpoint.npz``) hold the
+    tokenizer as JSON (``state["tokenizer"]``); ``resume`` continues one bit for bit (with
+    the checkpoint's model and training configuration; the size arguments are ignored).
+    ``until``: stop after that many steps (the schedule still spans ``steps``).
+
+    Returns {"model", "tokenizer", "result" (TrainResult), "val_loss" (whole validation
+    split), "wall_s" (the whole call, data loading and final evaluation included)}.
+    """
+    t0 = time.perf_counter()
+    threads = 1 if threads is None else threads  # one BLAS thread unless asked: see limit_blas_threads
+    limiter = limit_blas_threads(threads)  # noqa: F841  (kept alive for the whole run)
+    text = load_corpus(corpus) if text is None else text
+    ckpt = None if out_dir is None else os.path.join(os.fspath(out_dir), "checkpoint.npz")
+    if resume:
+        if ckpt is None or not os.path.exists(ckpt):
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
+        model, _, state = load(ckpt)
+        tokenizer = CharTokenizer.from_json(state["tokenizer"])
+        tcfg = TrainConfig.from_dict(trainer_state(state, ckpt)["train_config"])
+        block = int(state["block"])
+        if tokenizer != CharTokenizer.from_text(text):
+            raise ValueError(f"--resume: the corpus {corpus!r} has a different character set "
+                             f"than the checkpoint's tokenizer")
+    else:
+        tokenizer = CharTokenizer.from_text(text)
+        model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, d_model=d_model, n_heads=n_heads,
+                              d_ff=d_ff or 4 * d_model, n_layers=n_layers, max_len=block,
+                              dropout=dropout, tie_embeddings=tie_embeddings, seed=seed))
+        tcfg = TrainConfig(steps=steps, batch_size=batch, lr=lr, warmup=warmup, schedule="cosine",
+                           min_lr_ratio=min_lr / lr, optimizer="adamw", betas=(0.9, beta2),
+                           eps=1e-8, weight_decay=weight_decay, clip_norm=clip, seed=seed,
+                           eval_every=eval_every, checkpoint_every=checkpoint_every, log_every=10)
+    train_text, val_text = train_val_split(text)
+    train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
+    evaluator = LMEvaluator({"train": train_ids, "val": val_ids}, block, tcfg.batch_size,
+                            eval_batches) if eval_batches else None
+    trainer = Trainer(model, random_blocks(train_ids, block, tcfg.batch_size), tcfg,
+                      evaluate=evaluator, out_dir=out_dir, progress=progress,
+                      extra_state={"tokenizer": tokenizer.to_json(), "block": block,
+                                   "corpus": str(corpus)},
+                      blas_threads=threads)
+    if resume:
+        trainer.resume(ckpt)
+    result = trainer.fit(until)
+    val = full_loss(model, val_ids, block)
+    return {"model": model, "tokenizer": tokenizer, "result": result, "val_loss": val,
+            "wall_s": time.perf_counter() - t0}

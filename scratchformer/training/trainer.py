@@ -1,0 +1,411 @@
+"""The training loop: batches → loss → backward → clip → step → schedule, with evaluation,
+early stopping, checkpoints, metrics and bit-exact resume.
+
+One step, written out (B batch, T target length, V vocabulary)::
+
+    batch  = batch_fn(rng, step)                  e.g. (src (B, S), tgt_in (B, T), tgt_out (B, T))
+    opt.zero_grad()
+    loss, n_tokens = step_fn(model, batch, crit)  forward, crit(logits (B, T, V), targets), backward
+    norm = clip_grad_norm(params, clip_norm)      rescale if ‖g‖ > clip_norm
+    opt.lr = schedule(step); opt.step()           lr is a pure function of the step number
+
+The loop knows nothing about the model's kind: ``step_fn`` adapts it. ``seq2seq_step``
+serves the encoder–decoder (batches ``(src, tgt_in, tgt_out)``), ``lm_step`` a decoder-only
+GPT (batches ``(x, y)``, y = x shifted by one); any ``step_fn(model, batch, crit) ->
+(loss, n_tokens)`` that runs forward and backward works.
+
+Data comes from ``batch_fn(rng, step)`` rather than an iterator so that a run is a pure
+function of its seeds: a checkpoint stores the data RNG's state (and the dropout RNG's,
+the optimizer's and the step), and ``Trainer.resume`` continues **bit for bit** as if
+the run had never stopped. The same seeds give the same weights, batches and losses.
+
+    trainer = Trainer(model, lambda rng, step: task.batch(rng, 64),
+                      TrainConfig(steps=2000, lr=3e-3, warmup=100, target=0.99),
+                      evaluate=Seq2SeqEvaluator(task.held_out()), out_dir="runs/copy")
+    result = trainer.fit()
+
+A loss or gradient norm that becomes NaN/inf halts training with ``TrainingDiverged``
+naming the step, before the optimizer can write garbage into the weights.
+
+Beside this module: ``recipes.py`` (``Seq2SeqEvaluator`` and the toy-task recipes
+``TASK_PRESETS``, ``train_task``, ...), ``lm.py`` (the GPT's data, evaluation and
+``train_gpt``), ``progress.py`` (the tqdm bar or plain lines) and ``schedules.py`` (the
+learning-rate schedules).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from ..core.loss import CrossEntropyLoss
+from .checkpoint import load, save
+from .optim import SGD, Adam, AdamW, clip_grad_norm
+from .progress import Progress, format_metrics
+from .schedules import ConstantLR, NoamSchedule, WarmupCosine
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or the gradient norm became NaN or infinite; ``.step`` says when."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+# ---- configuration ------------------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a run (the model's live in its own config).
+
+    lr is the *peak* learning rate: ``cosine`` warms up linearly for ``warmup`` steps then
+    decays to ``lr · min_lr_ratio`` at ``steps``; ``noam`` is the paper's schedule
+    ``lr · min(step/warmup, √(warmup/step))``; ``constant`` warms up then stays at lr.
+    ``target``: stop as soon as the evaluation metric ``target_metric`` reaches it.
+    ``checkpoint_every`` (0 = only at the end) and the metrics file need an ``out_dir``.
+    """
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup: int = 100
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.1
+    optimizer: str = "adam"
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-9
+    weight_decay: float = 0.0
+    clip_norm: float | None = 1.0
+    label_smoothing: float = 0.0
+    seed: int = 0
+    eval_every: int = 100
+    target: float | None = None
+    target_metric: str = "exact_match"
+    checkpoint_every: int = 0
+    log_every: int = 10
+
+    def __post_init__(self):
+        self.betas = tuple(float(b) for b in self.betas)
+        for name in ("steps", "batch_size"):
+            _check_int(name, getattr(self, name), 1)
+        for name in ("warmup", "eval_every", "checkpoint_every", "seed"):
+            _check_int(name, getattr(self, name), 0)
+        _check_int("log_every", self.log_every, 1)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, "
+                             f"got {self.optimizer!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError(f"clip_norm must be positive or None, got {self.clip_norm!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if self.target is not None and not 0.0 < self.target <= 1.0:
+            raise ValueError(f"target must be in (0, 1] or None, got {self.target!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+OPTIMIZERS = {"adam": Adam, "adamw": AdamW, "sgd": SGD}
+SCHEDULES = ("cosine", "noam", "constant")
+
+
+def make_optimizer(params, cfg: TrainConfig):
+    """The optimizer named by ``cfg.optimizer`` over ``params``, at ``lr = cfg.lr``."""
+    if cfg.optimizer == "sgd":
+        return SGD(params, cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    return OPTIMIZERS[cfg.optimizer](params, cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                                     weight_decay=cfg.weight_decay)
+
+
+def make_schedule(cfg: TrainConfig, d_model: int | None = None):
+    """step -> lr, peaking at ``cfg.lr`` after ``cfg.warmup`` steps (see TrainConfig)."""
+    if cfg.schedule == "noam":  # factor chosen so the peak, at step = warmup, is cfg.lr
+        d, warmup = d_model or 1, max(cfg.warmup, 1)
+        return NoamSchedule(d, warmup, factor=cfg.lr * math.sqrt(d * warmup))
+    if cfg.schedule == "constant":  # warm up, then lr from step = warmup on
+        return WarmupCosine(cfg.lr, cfg.warmup, cfg.warmup, min_lr=cfg.lr) if cfg.warmup \
+            else ConstantLR(cfg.lr)
+    return WarmupCosine(cfg.lr, cfg.warmup, max(cfg.steps, cfg.warmup, 1),
+                        min_lr=cfg.lr * cfg.min_lr_ratio)
+
+
+# ---- model adapters: one step's forward + loss + backward ------------------------------------
+def seq2seq_step(model, batch, crit: CrossEntropyLoss) -> tuple[float, int]:
+    """Encoder–decoder with teacher forcing: batch = (src (B, S), tgt_in (B, T), tgt_out (B, T)).
+
+    logits = model(src, tgt_in) (B, T, V); loss = crit(logits, tgt_out); backward into .grad.
+    Returns (loss, number of non-ignored target tokens).
+    """
+    src, tgt_in, tgt_out = batch
+    logits = model(src, tgt_in)  # (B, T, V)
+    loss = crit(logits, tgt_out)
+    model.backward(crit.backward())
+    return loss, _count_tokens(tgt_out, crit.ignore_index)
+
+
+def lm_step(model, batch, crit: CrossEntropyLoss) -> tuple[float, int]:
+    """Decoder-only language model: batch = (x (B, T), y (B, T)), y[:, t] = next token after x[:, t].
+
+    logits = model(x) (B, T, V); loss = crit(logits, y); backward into .grad.
+    """
+    x, y = batch
+    logits = model(x)  # (B, T, V)
+    loss = crit(logits, y)
+    model.backward(crit.backward())
+    return loss, _count_tokens(y, crit.ignore_index)
+
+
+def _count_tokens(targets, ignore_index) -> int:
+    targets = np.asarray(targets)
+    return int(targets.size if ignore_index is None else np.count_nonzero(targets != ignore_index))
+
+
+def default_step_fn(model) -> Callable:
+    """``seq2seq_step`` for a model with an encoder (``encode``), else ``lm_step``."""
+    return seq2seq_step if hasattr(model, "encode") else lm_step
+
+
+# ---- the trainer ------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    step: int                      # steps done in total (resumed runs included)
+    stop_reason: str               # "target" | "steps" | "until"
+    train_time_s: float            # wall time spent in this fit() call
+    last_loss: float               # mean training loss over the last logging window
+    eval: dict = field(default_factory=dict)     # the last evaluation's metrics
+    history: list = field(default_factory=list)  # every record written to metrics.jsonl
+
+
+class Trainer:
+    """Runs a model's training; see the module docstring for the step.
+
+    Args:
+        model: a Module with ``backward`` (Transformer, GPT, ...).
+        batch_fn: ``batch_fn(rng, step) -> batch``; draw randomness only from ``rng``.
+        config: a TrainConfig.
+        step_fn: ``step_fn(model, batch, crit) -> (loss, n_tokens)`` (forward + backward);
+            default ``seq2seq_step`` or ``lm_step`` by the model's kind.
+        evaluate: ``evaluate(model) -> {metric: value}``, every ``config.eval_every`` steps.
+        out_dir: where ``checkpoint.npz`` and ``metrics.jsonl`` go (None: nowhere).
+        progress: True (tqdm if installed, else plain lines), "plain", or False.
+        extra_state: JSON-able dict stored in every checkpoint (e.g. the task, for the CLI).
+        criterion: the loss; default CrossEntropyLoss(ignore_index=model.config.pad_id
+            (if any), label_smoothing=config.label_smoothing).
+        blas_threads: BLAS threads during ``fit`` (via threadpoolctl, when installed; None
+            leaves them alone). 1 is the default: the matrices of small models are too
+            small to split, and on a busy 2-core machine two threads ran up to 10x slower.
+    """
+
+    def __init__(self, model, batch_fn: Callable, config: TrainConfig | None = None, *,
+                 step_fn: Callable | None = None, evaluate: Callable | None = None,
+                 out_dir: str | os.PathLike | None = None, progress=True,
+                 extra_state: dict | None = None, criterion=None, blas_threads: int | None = 1):
+        self.model, self.batch_fn = model, batch_fn
+        self.config = cfg = config if config is not None else TrainConfig()
+        self.step_fn = step_fn or default_step_fn(model)
+        self.evaluate = evaluate
+        self.out_dir = None if out_dir is None else os.fspath(out_dir)
+        self.progress, self.extra_state = progress, dict(extra_state or {})
+        self.blas_threads = blas_threads
+        pad = getattr(getattr(model, "config", None), "pad_id", None)
+        self.criterion = criterion or CrossEntropyLoss(ignore_index=pad,
+                                                       label_smoothing=cfg.label_smoothing)
+        self.params = model.parameters()
+        self.optimizer = make_optimizer(self.params, cfg)
+        self.schedule = make_schedule(cfg, getattr(getattr(model, "config", None), "d_model", None))
+        self.rng = np.random.default_rng(cfg.seed)  # the data RNG
+        self.step = 0
+        self.last_eval: dict = {}
+        self.history: list[dict] = []
+
+    # -- the loop
+    def fit(self, until: int | None = None) -> TrainResult:
+        """Train from ``self.step`` to ``until`` (default ``config.steps``) or the target."""
+        cfg, model, opt = self.config, self.model, self.optimizer
+        end = cfg.steps if until is None else min(int(until), cfg.steps)
+        if self.out_dir:
+            os.makedirs(self.out_dir, exist_ok=True)
+            if self.step == 0:  # a fresh run starts a fresh log
+                self._rewrite_metrics(lambda rec: False)
+        model.train()
+        limiter = limit_blas_threads(self.blas_threads)
+        bar = Progress(self.progress, cfg.steps, self.step)
+        t_start = time.perf_counter()
+        win_loss, win_tok, win_n, win_t0 = 0.0, 0, 0, time.perf_counter()
+        stop = "steps" if end == cfg.steps else "until"
+        last_loss = float("nan")
+        try:
+            while self.step < end:
+                step = self.step + 1
+                batch = self.batch_fn(self.rng, step)
+                opt.zero_grad()
+                loss, n_tok = self.step_fn(model, batch, self.criterion)
+                if not math.isfinite(loss):
+                    self._diverged(f"loss became {loss} at step {step}", step)
+                norm = clip_grad_norm(self.params, cfg.clip_norm or math.inf)  # inf: measure only
+                if not math.isfinite(norm):
+                    self._diverged(f"gradient norm became {norm} at step {step} "
+                                   f"(loss {loss:.4g})", step)
+                opt.lr = self.schedule(step)
+                opt.step()
+                self.step = step
+                win_loss, win_tok, win_n = win_loss + loss, win_tok + n_tok, win_n + 1
+                if step % cfg.log_every == 0 or step == end:
+                    now = time.perf_counter()
+                    rec = {"kind": "train", "step": step, "loss": win_loss / win_n,
+                           "lr": opt.lr, "grad_norm": norm,
+                           "tokens_per_s": win_tok / max(now - win_t0, 1e-9),
+                           "time_s": now - t_start}
+                    last_loss = rec["loss"]
+                    self._record(rec)
+                    bar.update(step, win_n, rec)
+                    win_loss, win_tok, win_n, win_t0 = 0.0, 0, 0, now
+                at_end = step == end
+                if self.evaluate is not None and cfg.eval_every and (
+                        step % cfg.eval_every == 0 or at_end):
+                    metrics = self.run_eval()
+                    bar.write(f"step {step:>6}  eval  {format_metrics(metrics)}")
+                    win_t0 = time.perf_counter()  # tokens/s counts training time only
+                    if cfg.target is not None and metrics.get(cfg.target_metric, -1) >= cfg.target:
+                        stop = "target"
+                        break
+                if self.out_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    self.save(os.path.join(self.out_dir, "checkpoint.npz"))
+        finally:
+            bar.close()
+            if limiter is not None:
+                limiter.restore_original_limits()
+        if self.out_dir:
+            self.save(os.path.join(self.out_dir, "checkpoint.npz"))
+        return TrainResult(self.step, stop, time.perf_counter() - t_start, last_loss,
+                           dict(self.last_eval), list(self.history))
+
+    def run_eval(self) -> dict:
+        """Run ``evaluate`` now (eval mode, no RNG consumed), record and return its metrics."""
+        t0 = time.perf_counter()
+        metrics = dict(self.evaluate(self.model))
+        self.model.train()
+        self.last_eval = metrics
+        self._record({"kind": "eval", "step": self.step, **metrics,
+                      "eval_time_s": time.perf_counter() - t0})
+        return metrics
+
+    def _diverged(self, what: str, step: int):
+        self._record({"kind": "diverged", "step": step, "message": what})
+        hint = (f"; the last checkpoint is {os.path.join(self.out_dir, 'checkpoint.npz')}"
+                if self.out_dir and os.path.exists(os.path.join(self.out_dir, "checkpoint.npz"))
+                else "")
+        raise TrainingDiverged(f"training halted: {what} (lr {self.schedule(step):.3g}); the "
+                               f"weights were not updated with it. Try a lower learning rate, a "
+                               f"longer warm-up or gradient clipping{hint}", step)
+
+    def _record(self, rec: dict):
+        rec = {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v)
+               for k, v in rec.items()}
+        self.history.append(rec)
+        if self.out_dir:
+            os.makedirs(self.out_dir, exist_ok=True)
+            with open(os.path.join(self.out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
+                f.write(json.dumps(rec, allow_nan=True) + "\n")
+
+    def _rewrite_metrics(self, keep: Callable[[dict], bool]):
+        path = os.path.join(self.out_dir, "metrics.jsonl")
+        if not os.path.exists(path):
+            return
+        with open(path, encoding="utf-8") as f:
+            lines = [line for line in f if line.strip() and keep(json.loads(line))]
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+
+    # -- checkpoints
+    def state(self) -> dict:
+        """Everything besides weights and optimizer moments that a resume needs (JSON-able)."""
+        return {"step": self.step, "train_config": self.config.to_dict(),
+                "data_rng": self.rng.bit_generator.state,
+                "model_rngs": [g.bit_generator.state for g in _generators(self.model)],
+                "schedule": {k: np.asarray(v).item() for k, v in self.schedule.state_dict().items()},
+                "last_eval": self.last_eval}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a checkpoint: model, optimizer state, ``trainer = state()`` and ``extra_state``."""
+        save(path, self.model, self.optimizer, trainer=self.state(), **self.extra_state)
+
+    def resume(self, path: str | os.PathLike) -> dict:
+        """Load a checkpoint written by ``save`` into this trainer (same architecture and
+        config); the next ``fit()`` continues exactly where that run stopped. Returns the
+        checkpoint's state: ``trainer`` (see ``state()``) and the saved ``extra_state`` keys."""
+        model, opt_state, state = load(path)
+        ts = trainer_state(state, path)
+        self.model.load_state_dict(model.state_dict())
+        if opt_state is None:
+            raise ValueError(f"{path}: the checkpoint holds no optimizer state; cannot resume")
+        self.optimizer.load_state_dict(opt_state)
+        self.step = int(ts["step"])
+        self.rng.bit_generator.state = ts["data_rng"]
+        gens = _generators(self.model)
+        if len(gens) != len(ts["model_rngs"]):
+            raise ValueError(f"{path}: checkpoint has {len(ts['model_rngs'])} model RNGs, "
+                             f"this model has {len(gens)}")
+        for g, s in zip(gens, ts["model_rngs"]):
+            g.bit_generator.state = s
+        self.last_eval = ts.get("last_eval", {})
+        if self.out_dir:  # drop what an interrupted run logged after its last checkpoint
+            self._rewrite_metrics(lambda rec: rec.get("step", 0) <= self.step)
+        return state
+
+
+def trainer_state(state: dict, path="checkpoint") -> dict:
+    """The trainer's JSON state from a loaded checkpoint's ``state`` dict."""
+    if "trainer" not in state:
+        raise ValueError(f"{path}: not a training checkpoint (no 'trainer' entry); "
+                         f"found {sorted(state)}")
+    raw = state["trainer"]
+    return raw if isinstance(raw, dict) else json.loads(str(np.asarray(raw)))
+
+
+def _generators(model) -> list[np.random.Generator]:
+    """Every distinct np.random.Generator the model's modules hold (dropout), in a fixed order."""
+    seen, out = set(), []
+    for _, m in model.named_modules():
+        for name in sorted(vars(m)):
+            g = vars(m)[name]
+            if isinstance(g, np.random.Generator) and id(g) not in seen:
+                seen.add(id(g))
+                out.append(g)
+    return out
+
+
+def limit_blas_threads(n: int | None = 1):
+    """Use at most ``n`` BLAS threads if threadpoolctl is installed (small matrices run
+    faster on one thread); returns the limiter (keep a reference) or None."""
+    if not n:
+        return None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(limits=n, user_api="blas")

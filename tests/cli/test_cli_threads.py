@@ -1,0 +1,49 @@
+"""--threads on the gpt and translate commands reaches the training loop's BLAS limit."""
+
+from pathlib import Path
+
+import pytest
+
+import scratchformer.training.lm as lm_mod
+import scratchformer.training.trainer as train_mod
+from scratchformer import cli
+
+FIXTURE = str(Path(__file__).parents[1] / "fixtures" / "translation" / "tiny.tsv")
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.fixture
+def seen(monkeypatch):
+    """Replace Trainer by a stub that records blas_threads and stops the command."""
+    got = {}
+
+    class Recorder:
+        def __init__(self, *args, blas_threads=1, **kwargs):
+            got["blas_threads"] = blas_threads
+            raise _Stop
+
+    monkeypatch.setattr(train_mod, "Trainer", Recorder)  # translate-train
+    monkeypatch.setattr(lm_mod, "Trainer", Recorder)  # gpt train (training.lm)
+    return got
+
+
+@pytest.mark.parametrize("flag,expected", [([], 1), (["--threads", "2"], 2)])
+def test_gpt_train_passes_threads_to_the_trainer(tmp_path, seen, flag, expected):
+    text = tmp_path / "t.txt"
+    text.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 40)
+    with pytest.raises(_Stop):
+        cli.main(["gpt", "train", "--corpus", str(text), "--out", str(tmp_path / "g"),
+                  "--steps", "2", "--no-progress", *flag])
+    assert seen["blas_threads"] == expected
+
+
+@pytest.mark.parametrize("flag,expected", [([], 1), (["--threads", "2"], 2)])
+def test_translate_train_passes_threads_to_the_trainer(tmp_path, seen, flag, expected):
+    with pytest.raises(_Stop):
+        cli.main(["translate-train", "--pairs", FIXTURE, "--vocab-size", "120", "--d-model", "32",
+                  "--d-ff", "64", "--n-heads", "2", "--layers", "1", "--steps", "2",
+                  "--out", str(tmp_path / "t"), "--no-progress", *flag])
+    assert seen["blas_threads"] == expected
