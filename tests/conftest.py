@@ -10,3 +10,30 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402  (after the thread settings above)
+
+import scratchformer as sf  # noqa: E402
+
+# The model factories every test module builds on: small, float32, no dropout, seed 0.
+SMALL_TRANSFORMER = dict(d_model=16, n_heads=2, d_ff=32, n_encoder_layers=1, n_decoder_layers=1,
+                         dropout=0.0, max_len=16, seed=0)
+
+
+@pytest.fixture(scope="session")
+def make_transformer():
+    """``make_transformer(vocab=13, **cfg)``: a small ``sf.Transformer`` with source and target
+    vocabulary ``vocab``; ``cfg`` overrides any TransformerConfig field (``SMALL_TRANSFORMER``)."""
+    def make(vocab: int = 13, **cfg) -> sf.Transformer:
+        kw = {"src_vocab_size": vocab, "tgt_vocab_size": vocab, **SMALL_TRANSFORMER, **cfg}
+        return sf.Transformer(sf.TransformerConfig(**kw))
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_gpt():
+    """``make_gpt(vocab=11, **cfg)``: a small ``sf.GPT``; ``cfg`` overrides GPTConfig fields."""
+    def make(vocab: int = 11, **cfg) -> sf.GPT:
+        kw = dict(d_model=16, n_heads=2, d_ff=32, n_layers=2, max_len=16, seed=0)
+        return sf.GPT(sf.GPTConfig(vocab, **{**kw, **cfg}))
+    return make

@@ -6,40 +6,12 @@ import pytest
 import scratchformer as sf
 from scratchformer.core import functional as F
 
-from gradcheck import check_params, numeric_grad, rel_error
+from gradcheck import TOL, check_params, module_check, numeric_grad, rel_error
 
-TOL = 1e-6
 
 
 def rng_(seed=0):
     return np.random.default_rng(seed)
-
-
-def module_check(module, make_out, inputs, seed=0):
-    """Loss = Σ out · R with random R; check input and parameter gradients of ``module``.
-
-    ``make_out(*inputs)`` runs the forward; ``module.backward(R)`` must return the
-    gradient(s) of the inputs, in order.
-    """
-    r = rng_(seed + 1)
-    module.astype(np.float64)
-    module.zero_grad()
-    out = make_out(*inputs)
-    R = r.standard_normal(out.shape)
-    grads = module.backward(R)
-    grads = grads if isinstance(grads, tuple) else (grads,)
-    analytic = {n: p.grad.copy() for n, p in module.named_parameters()}
-
-    def loss():
-        return float(np.sum(make_out(*inputs) * R))
-
-    errors = {}
-    for i, (x, dx) in enumerate(zip(inputs, grads)):
-        errors[f"input{i}"] = rel_error(dx, numeric_grad(loss, x))
-    errors.update(check_params(loss, list(module.named_parameters()), analytic, r))
-    worst = max(errors, key=errors.get)
-    assert errors[worst] < TOL, f"{worst}: relative error {errors[worst]:.2e} ({errors})"
-    return errors
 
 
 # ---- functional --------------------------------------------------------------------------

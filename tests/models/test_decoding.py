@@ -16,12 +16,13 @@ PAD, BOS, EOS = 0, 1, 2
 V = 12  # 3 specials + 9 symbols
 
 
-def make_model(seed=0, norm_first=False, dropout=0.0, **kw):
-    cfg = dict(src_vocab_size=V, tgt_vocab_size=V, d_model=32, n_heads=4, d_ff=64,
-               n_encoder_layers=2, n_decoder_layers=2, dropout=dropout, max_len=24,
-               norm_first=norm_first, seed=seed)
-    cfg.update(kw)
-    return Transformer(TransformerConfig(**cfg))
+@pytest.fixture(scope="module")
+def make_model(make_transformer):
+    """``make_model(seed=0, **cfg)``: a 2+2-layer, d_model 32 model over V tokens."""
+    def make(**cfg):
+        kw = dict(d_model=32, n_heads=4, d_ff=64, n_encoder_layers=2, n_decoder_layers=2, max_len=24)
+        return make_transformer(cfg.pop("src_vocab_size", V), **{**kw, **cfg})
+    return make
 
 
 def copy_batch(rng, n, lo=2, hi=7):
@@ -41,7 +42,7 @@ def copy_batch(rng, n, lo=2, hi=7):
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(make_model):
     """A model trained for 100 Adam steps on the copy toy (~80% of rows copied exactly):
     it emits rows of varying lengths that end in EOS, so decoding is far from trivial."""
     model = make_model(seed=1, n_encoder_layers=1, n_decoder_layers=1)
@@ -78,7 +79,7 @@ def assert_valid(out, max_len, pad=PAD, eos=EOS):
 
 # ---- cached == uncached ------------------------------------------------------------------
 @pytest.mark.parametrize("norm_first", [False, True])
-def test_greedy_cached_equals_uncached_on_random_model(norm_first):
+def test_greedy_cached_equals_uncached_on_random_model(make_model, norm_first):
     model = make_model(seed=3, norm_first=norm_first)
     src = random_src(1)
     a = greedy_decode(model, src, 20, eos_id=11)  # a rare EOS: long rows
@@ -97,7 +98,7 @@ def test_greedy_cached_equals_uncached_on_trained_model(trained):
 
 
 @pytest.mark.parametrize("beam_size", [2, 4])
-def test_beam_cached_equals_uncached(trained, beam_size):
+def test_beam_cached_equals_uncached(make_model, trained, beam_size):
     src, _, _, _ = copy_batch(np.random.default_rng(6), 24)
     for model, eos in ((trained, EOS), (make_model(seed=4), 11)):
         a, sa = beam_search(model, src, beam_size, 16, eos_id=eos, return_scores=True)
@@ -117,7 +118,7 @@ def test_sampling_cached_equals_uncached_for_the_same_seed(trained):
 
 # ---- beam 1 == greedy, beam quality --------------------------------------------------------
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 2.0])
-def test_beam_size_one_equals_greedy(trained, alpha):
+def test_beam_size_one_equals_greedy(make_model, trained, alpha):
     src, _, _, _ = copy_batch(np.random.default_rng(7), 48)
     for model, eos in ((trained, EOS), (make_model(seed=5), 11)):
         for use_cache in (True, False):
@@ -157,7 +158,7 @@ def test_beam_score_is_the_length_normalised_log_probability(trained):
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
-def test_wide_beam_finds_the_exhaustive_optimum(alpha):
+def test_wide_beam_finds_the_exhaustive_optimum(make_model, alpha):
     """V = 5, 3 steps: a beam wider than every hypothesis prunes nothing, so its answer
     is the best of all sequences (ending in EOS, or of length 3)."""
     model = make_model(seed=2, src_vocab_size=5, tgt_vocab_size=5, d_model=16, n_heads=2)
@@ -196,7 +197,7 @@ def test_decoding_stops_once_every_row_finished(trained):
     assert out.shape[1] == ends.max() < 20 and len(calls) == out.shape[1]
 
 
-def test_a_row_without_eos_runs_to_max_len():
+def test_a_row_without_eos_runs_to_max_len(make_model):
     model = make_model(seed=3)
     out = greedy_decode(model, random_src(4), 7, eos_id=11)
     assert out.shape == (16, 7)
@@ -215,7 +216,7 @@ def test_encoder_runs_once(trained):
 
 
 @pytest.mark.parametrize("fn", ["greedy", "beam", "sample"])
-def test_eval_mode_during_decoding_and_mode_restored_after(fn):
+def test_eval_mode_during_decoding_and_mode_restored_after(make_model, fn):
     model = make_model(seed=6, dropout=0.5)
     src = random_src(6)
     run = {"greedy": lambda: greedy_decode(model, src, 10, eos_id=11),
@@ -240,7 +241,7 @@ def test_sampling_top_k_one_is_greedy_and_seeds_repeat(trained):
 
 
 # ---- errors --------------------------------------------------------------------------------
-def test_clear_errors_for_bad_arguments():
+def test_clear_errors_for_bad_arguments(make_model):
     model = make_model()
     src = random_src(0, B=2)
     with pytest.raises(TypeError, match="src must be an integer array"):

@@ -13,10 +13,11 @@ from gradcheck import check_params
 V, D, H, DFF, L, MAXLEN = 11, 8, 2, 16, 2, 16
 
 
-def small(**kw) -> GPT:
-    cfg = dict(vocab_size=V, d_model=D, n_heads=H, d_ff=DFF, n_layers=L, max_len=MAXLEN, seed=3)
-    cfg.update(kw)
-    return GPT(GPTConfig(**cfg))
+@pytest.fixture(scope="module")
+def small(make_gpt):
+    """``small(**cfg)``: the module's GPT (V 11, D 8, 2 layers, max_len 16, seed 3)."""
+    return lambda **cfg: make_gpt(**{"vocab": V, "d_model": D, "n_heads": H, "d_ff": DFF,
+                                     "n_layers": L, "max_len": MAXLEN, "seed": 3, **cfg})
 
 
 def perturb(model, rng) -> None:
@@ -35,7 +36,7 @@ def tokens(rng, B=2, T=7):
 # ---- gradients ---------------------------------------------------------------------------
 @pytest.mark.parametrize("kw", [dict(), dict(tie_embeddings=False, norm_first=False, activation="relu")],
                          ids=["preLN-tied-gelu", "postLN-untied-relu"])
-def test_gpt_backward_matches_finite_differences(kw):
+def test_gpt_backward_matches_finite_differences(small, kw):
     rng = np.random.default_rng(0)
     model = small(**kw).astype(np.float64)
     perturb(model, rng)
@@ -95,7 +96,7 @@ def test_gpt_matches_torch_encoder_layers_with_causal_mask():
 
 
 # ---- causality and the cache -----------------------------------------------------------
-def test_future_tokens_never_change_past_logits():
+def test_future_tokens_never_change_past_logits(small):
     rng = np.random.default_rng(2)
     model = small()
     idx = tokens(rng, T=12)
@@ -110,7 +111,7 @@ def test_future_tokens_never_change_past_logits():
 
 @pytest.mark.parametrize("prompt_len,new", [(3, 10), (5, 60), (40, 30)],
                          ids=["short", "past-max-len", "prompt-longer-than-max-len"])
-def test_cached_and_uncached_greedy_generation_give_identical_tokens(prompt_len, new):
+def test_cached_and_uncached_greedy_generation_give_identical_tokens(small, prompt_len, new):
     rng = np.random.default_rng(4)
     model = small(seed=5)
     perturb(model, rng)
@@ -123,7 +124,7 @@ def test_cached_and_uncached_greedy_generation_give_identical_tokens(prompt_len,
     assert len(np.unique(cached[:, prompt_len:])) > 1  # not a degenerate constant run
 
 
-def test_cached_and_uncached_sampling_agree_given_the_same_rng():
+def test_cached_and_uncached_sampling_agree_given_the_same_rng(small):
     model = small(seed=6).astype(np.float64)
     idx = tokens(np.random.default_rng(6), B=2, T=4)
     a = model.generate(idx, 40, temperature=0.9, top_k=5, rng=np.random.default_rng(7))
@@ -133,7 +134,7 @@ def test_cached_and_uncached_sampling_agree_given_the_same_rng():
     assert not np.array_equal(a, c)
 
 
-def test_cached_step_equals_last_row_of_full_forward():
+def test_cached_step_equals_last_row_of_full_forward(small):
     rng = np.random.default_rng(9)
     model = small().eval()
     idx = tokens(rng, B=2, T=10)
@@ -146,7 +147,7 @@ def test_cached_step_equals_last_row_of_full_forward():
         np.testing.assert_allclose(step[:, 0], full[:, t], atol=1e-5)
 
 
-def test_each_cached_step_processes_one_position_and_refills_at_max_len():
+def test_each_cached_step_processes_one_position_and_refills_at_max_len(small):
     model = small(max_len=8)
     seen = []
     attn = model.blocks[0].self_attn
@@ -169,7 +170,7 @@ def test_context_window_rule():
 
 
 # ---- parameters, config, validation -----------------------------------------------------
-def test_tied_model_has_no_lm_head_key_and_shares_the_embedding():
+def test_tied_model_has_no_lm_head_key_and_shares_the_embedding(small):
     tied, untied = small(), small(tie_embeddings=False)
     assert tied.lm_head.weight is tied.tok_embed.weight
     keys = list(tied.state_dict())
@@ -183,7 +184,7 @@ def test_tied_model_has_no_lm_head_key_and_shares_the_embedding():
     assert not any(k.startswith("norm.") for k in small(norm_first=False).state_dict())
 
 
-def test_state_dict_round_trip_gives_the_same_logits():
+def test_state_dict_round_trip_gives_the_same_logits(small):
     a, b = small(seed=1), small(seed=2)
     idx = tokens(np.random.default_rng(0))
     assert not np.allclose(a(idx), b(idx))
@@ -192,7 +193,7 @@ def test_state_dict_round_trip_gives_the_same_logits():
     assert GPTConfig(**a.config.to_dict()) == a.config
 
 
-def test_same_seed_same_weights():
+def test_same_seed_same_weights(small):
     np.testing.assert_array_equal(small(seed=4).state_dict()["blocks.1.ffn.linear1.weight"],
                                   small(seed=4).state_dict()["blocks.1.ffn.linear1.weight"])
 
@@ -201,11 +202,12 @@ def test_same_seed_same_weights():
                                          ("dropout", 1.0), ("activation", "tanh"),
                                          ("n_layers", -1), ("tie_embeddings", "yes")])
 def test_invalid_config_raises_naming_the_field(field, value):
-    with pytest.raises(ValueError, match=field if field != "n_heads" else "n_heads"):
-        small(**{field: value})
+    cfg = dict(vocab_size=V, d_model=D, n_heads=H, d_ff=DFF, n_layers=L, max_len=MAXLEN)
+    with pytest.raises(ValueError, match=field):
+        GPTConfig(**{**cfg, field: value})
 
 
-def test_bad_inputs_raise_clear_errors():
+def test_bad_inputs_raise_clear_errors(small):
     model = small()
     with pytest.raises(ValueError, match="token id 11 out of range for vocab_size 11"):
         model(np.array([[1, 11]]))
@@ -228,7 +230,7 @@ def test_bad_inputs_raise_clear_errors():
         small().backward(np.zeros((1, 2, V)))
 
 
-def test_generate_restores_training_mode_and_dropout_off_while_sampling():
+def test_generate_restores_training_mode_and_dropout_off_while_sampling(small):
     model = small(dropout=0.5)
     idx = np.ones((2, 3), dtype=np.int64)
     a = model.generate(idx, 10, top_k=1)

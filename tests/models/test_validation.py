@@ -9,11 +9,13 @@ import pytest
 import scratchformer as sf
 
 
-def tiny(**kw):
-    base = dict(src_vocab_size=13, tgt_vocab_size=13, d_model=16, n_heads=4, d_ff=32,
-                n_encoder_layers=1, n_decoder_layers=1, dropout=0.0, max_len=10)
-    base.update(kw)
-    return sf.TransformerConfig(**base)
+TINY = dict(n_heads=4, max_len=10)  # with make_transformer's defaults: V 13, D 16, 1+1 layers
+
+
+@pytest.fixture(scope="module")
+def tiny(make_transformer):
+    """``tiny(**cfg)``: the module's 13-token model, max_len 10."""
+    return lambda **cfg: make_transformer(**{**TINY, **cfg})
 
 
 SRC = np.array([[3, 4, 5], [6, 7, 0]])
@@ -42,8 +44,8 @@ def test_fully_masked_row_gives_zeros():
         assert np.all(np.isfinite(dx))
 
 
-def test_all_padding_source_row_gives_finite_logits():
-    model = sf.Transformer(tiny())
+def test_all_padding_source_row_gives_finite_logits(tiny):
+    model = tiny()
     logits = model(np.array([[3, 4, 5], [0, 0, 0]]), TGT)
     assert np.all(np.isfinite(logits))
 
@@ -56,9 +58,9 @@ def test_masks_have_documented_shapes_and_combine():
     assert cm[0, 0].tolist() == [[True, False], [True, True]]
 
 
-def test_float32_and_float64_both_run():
+def test_float32_and_float64_both_run(tiny):
     for dtype in (np.float32, np.float64):
-        model = sf.Transformer(tiny()).astype(dtype)
+        model = tiny().astype(dtype)
         logits = model(SRC, TGT)
         assert logits.dtype == dtype
         crit = sf.CrossEntropyLoss(ignore_index=0)
@@ -87,59 +89,60 @@ def test_bad_config_raises_naming_the_field(field, value, words):
     kw = {field: value}
     if field == "tie_embeddings":
         kw["tgt_vocab_size"] = 14
+    base = dict(src_vocab_size=13, tgt_vocab_size=13, d_model=16, d_ff=32, **TINY)
     with pytest.raises(ValueError, match=re.escape(words)):
-        tiny(**kw)
+        sf.TransformerConfig(**{**base, **kw})
 
 
 # ---- inputs ----------------------------------------------------------------------------
-def test_negative_token_id_is_caught_not_wrapped():
+def test_negative_token_id_is_caught_not_wrapped(tiny):
     with pytest.raises(ValueError, match=r"token id -1 out of range for vocab_size 13 \(src\[0, 1\]\)"):
-        sf.Transformer(tiny())(np.array([[3, -1, 4]]), TGT[:1])
+        tiny()(np.array([[3, -1, 4]]), TGT[:1])
 
 
-def test_token_id_too_large_names_the_argument():
+def test_token_id_too_large_names_the_argument(tiny):
     with pytest.raises(ValueError, match=r"token id 13 out of range for vocab_size 13 \(tgt"):
-        sf.Transformer(tiny())(SRC, np.array([[1, 13, 4, 5], [1, 3, 3, 3]]))
+        tiny()(SRC, np.array([[1, 13, 4, 5], [1, 3, 3, 3]]))
 
 
-def test_float_tokens_are_rejected():
+def test_float_tokens_are_rejected(tiny):
     with pytest.raises(TypeError, match="src must be an integer array.*float64"):
-        sf.Transformer(tiny())(SRC.astype(float), TGT)
+        tiny()(SRC.astype(float), TGT)
 
 
-def test_one_dimensional_tokens_are_rejected():
+def test_one_dimensional_tokens_are_rejected(tiny):
     with pytest.raises(ValueError, match=r"tgt must have shape \(B, T\), got shape \(4,\)"):
-        sf.Transformer(tiny())(SRC, TGT[0])
+        tiny()(SRC, TGT[0])
 
 
-def test_batch_sizes_must_agree():
+def test_batch_sizes_must_agree(tiny):
     with pytest.raises(ValueError, match="batch sizes differ: 2 vs 1"):
-        sf.Transformer(tiny())(SRC, TGT[:1])
+        tiny()(SRC, TGT[:1])
 
 
-def test_length_beyond_max_len_is_rejected():
+def test_length_beyond_max_len_is_rejected(tiny):
     with pytest.raises(ValueError, match="src length 11 exceeds max_len 10"):
-        sf.Transformer(tiny())(np.full((1, 11), 3), TGT[:1])
+        tiny()(np.full((1, 11), 3), TGT[:1])
 
 
-def test_empty_sequence_is_rejected():
+def test_empty_sequence_is_rejected(tiny):
     with pytest.raises(ValueError, match="must be non-empty"):
-        sf.Transformer(tiny())(np.zeros((2, 0), dtype=int), TGT)
+        tiny()(np.zeros((2, 0), dtype=int), TGT)
 
 
-def test_non_boolean_mask_is_rejected():
+def test_non_boolean_mask_is_rejected(tiny):
     with pytest.raises(TypeError, match="mask must be boolean"):
-        sf.Transformer(tiny())(SRC, TGT, src_mask=np.ones((2, 1, 1, 3)))
+        tiny()(SRC, TGT, src_mask=np.ones((2, 1, 1, 3)))
 
 
-def test_mask_of_wrong_shape_is_rejected():
+def test_mask_of_wrong_shape_is_rejected(tiny):
     with pytest.raises(ValueError, match="does not broadcast"):
-        sf.Transformer(tiny())(SRC, TGT, src_mask=np.ones((2, 1, 1, 5), dtype=bool))
+        tiny()(SRC, TGT, src_mask=np.ones((2, 1, 1, 5), dtype=bool))
 
 
-def test_backward_without_forward_is_rejected():
+def test_backward_without_forward_is_rejected(tiny):
     with pytest.raises(RuntimeError, match="preceding"):
-        sf.Transformer(tiny()).backward(np.zeros((2, 4, 13), dtype=np.float32))
+        tiny().backward(np.zeros((2, 4, 13), dtype=np.float32))
 
 
 def test_loss_rejects_mismatched_shapes_and_all_ignored():
@@ -152,8 +155,8 @@ def test_loss_rejects_mismatched_shapes_and_all_ignored():
         crit(np.zeros((1, 1, 5), np.float32), np.array([[7]]))
 
 
-def test_load_state_dict_reports_missing_unexpected_and_shape():
-    model = sf.Transformer(tiny())
+def test_load_state_dict_reports_missing_unexpected_and_shape(tiny):
+    model = tiny()
     sd = model.state_dict()
     sd.pop("generator.bias")
     sd["extra.weight"] = np.zeros(1)
@@ -165,25 +168,25 @@ def test_load_state_dict_reports_missing_unexpected_and_shape():
         model.load_state_dict(sd)
 
 
-def test_same_seed_gives_same_weights_and_other_seed_differs():
-    a, b, c = (sf.Transformer(tiny(seed=s)) for s in (1, 1, 2))
+def test_same_seed_gives_same_weights_and_other_seed_differs(tiny):
+    a, b, c = (tiny(seed=s) for s in (1, 1, 2))
     for k, v in a.state_dict().items():
         assert np.array_equal(v, b.state_dict()[k])
     assert not np.array_equal(a.state_dict()["src_embed.weight"], c.state_dict()["src_embed.weight"])
 
 
-def test_state_dict_keys_follow_the_contract():
-    keys = set(sf.Transformer(tiny(norm_first=True, tie_embeddings=True)).state_dict())
+def test_state_dict_keys_follow_the_contract(tiny):
+    keys = set(tiny(norm_first=True, tie_embeddings=True).state_dict())
     assert "src_embed.weight" in keys and "tgt_embed.weight" not in keys and "generator.weight" not in keys
     assert {"generator.bias", "encoder.norm.weight", "decoder.norm.bias",
             "decoder.layers.0.cross_attn.k_proj.weight", "decoder.layers.0.norm3.bias",
             "encoder.layers.0.ffn.linear2.weight"} <= keys
-    post = set(sf.Transformer(tiny()).state_dict())
+    post = set(tiny().state_dict())
     assert "encoder.norm.weight" not in post and "tgt_embed.weight" in post and "generator.weight" in post
 
 
-def test_cached_decode_step_equals_full_decode():
-    model = sf.Transformer(tiny(n_decoder_layers=2)).eval()
+def test_cached_decode_step_equals_full_decode(tiny):
+    model = tiny(n_decoder_layers=2).eval()
     mem = model.encode(SRC)
     full = model.decode(mem, TGT[:, :3], sf.padding_mask(SRC))
     cache = model.init_cache()

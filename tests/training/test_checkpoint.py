@@ -18,10 +18,12 @@ from scratchformer.models.transformer import Transformer, TransformerConfig
 V = 11
 
 
-def make_model(dropout=0.0, tie=False, seed=0):
-    return Transformer(TransformerConfig(
-        src_vocab_size=V, tgt_vocab_size=V, d_model=16, n_heads=2, d_ff=32, n_encoder_layers=1,
-        n_decoder_layers=2, dropout=dropout, max_len=16, tie_embeddings=tie, seed=seed))
+@pytest.fixture(scope="module")
+def make_model(make_transformer):
+    """``make_model(dropout=0.0, tie=False, seed=0)``: a 1+2-layer model over V tokens."""
+    def make(dropout=0.0, tie=False, seed=0):
+        return make_transformer(V, n_decoder_layers=2, dropout=dropout, tie_embeddings=tie, seed=seed)
+    return make
 
 
 def batch(seed=0, B=8, T=6):
@@ -51,7 +53,7 @@ def logits(model):
 
 # ---- round trips ---------------------------------------------------------------------------
 @pytest.mark.parametrize("tie", [False, True])
-def test_round_trip_gives_the_same_logits_and_config(tmp_path, tie):
+def test_round_trip_gives_the_same_logits_and_config(make_model, tmp_path, tie):
     model = make_model(tie=tie, seed=3)
     path = save(tmp_path / "m.npz", model)
     loaded, opt_state, state = load(path)
@@ -66,14 +68,14 @@ def test_round_trip_gives_the_same_logits_and_config(tmp_path, tie):
         assert loaded.generator.weight is loaded.src_embed.weight
 
 
-def test_float64_model_stays_float64(tmp_path):
+def test_float64_model_stays_float64(make_model, tmp_path):
     model = make_model(seed=1).astype(np.float64)
     loaded, _, _ = load(save(tmp_path / "m64.npz", model))
     assert loaded.dtype == np.float64
     np.testing.assert_array_equal(logits(loaded), logits(model))
 
 
-def test_optimizer_state_round_trip(tmp_path):
+def test_optimizer_state_round_trip(make_model, tmp_path):
     model = make_model(seed=2)
     opt = AdamW(model.parameters(), lr=1e-3, betas=(0.8, 0.95), weight_decay=0.1)
     train_steps(model, opt, 3)
@@ -91,7 +93,7 @@ def test_optimizer_state_round_trip(tmp_path):
         np.testing.assert_array_equal(v, saved[k])
 
 
-def test_user_state_round_trip_json_and_arrays(tmp_path):
+def test_user_state_round_trip_json_and_arrays(make_model, tmp_path):
     vocab = {"tokens": ["<pad>", "<bos>", "<eos>", "a", "é"]}
     path = save(tmp_path / "s.npz", make_model(), step=np.int64(42), task={"name": "copy"},
                 vocab=vocab, lr=np.float32(0.5), history=(1.5, 2.0), mask=np.eye(3, dtype=bool))
@@ -102,7 +104,7 @@ def test_user_state_round_trip_json_and_arrays(tmp_path):
     assert state["mask"].dtype == bool and (state["mask"] == np.eye(3)).all()
 
 
-def test_resume_continues_bit_for_bit(tmp_path):
+def test_resume_continues_bit_for_bit(make_model, tmp_path):
     """Dropout masks come from model.rng: with its state saved, a resumed run repeats
     the uninterrupted one exactly."""
     model = make_model(dropout=0.3, seed=4)
@@ -139,7 +141,7 @@ def test_gpt_round_trip(tmp_path):
 
 
 # ---- paths and atomic writes ---------------------------------------------------------------
-def test_path_is_used_exactly_and_parents_are_created(tmp_path):
+def test_path_is_used_exactly_and_parents_are_created(make_model, tmp_path):
     model = make_model()
     target = tmp_path / "a" / "b" / "ckpt"  # no suffix: none is appended
     assert save(target, model) == target
@@ -147,7 +149,7 @@ def test_path_is_used_exactly_and_parents_are_created(tmp_path):
     assert load(str(target))[0].config == model.config
 
 
-def test_failed_write_keeps_the_old_checkpoint_and_leaves_no_temp_file(tmp_path, monkeypatch):
+def test_failed_write_keeps_the_old_checkpoint_and_leaves_no_temp_file(make_model, tmp_path, monkeypatch):
     path = tmp_path / "ck.npz"
     save(path, make_model(seed=1), step=1)
     before = path.read_bytes()
@@ -172,7 +174,7 @@ def test_failed_write_keeps_the_old_checkpoint_and_leaves_no_temp_file(tmp_path,
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["ck.npz"]
 
 
-def test_save_rejects_what_cannot_be_stored_without_pickle(tmp_path):
+def test_save_rejects_what_cannot_be_stored_without_pickle(make_model, tmp_path):
     model = make_model()
     with pytest.raises(TypeError, match="state 'fn' must be JSON-serialisable"):
         save(tmp_path / "x.npz", model, fn=print)
@@ -187,7 +189,7 @@ def test_save_rejects_what_cannot_be_stored_without_pickle(tmp_path):
 
 # ---- refusing what is not a checkpoint -----------------------------------------------------
 @pytest.fixture
-def good(tmp_path):
+def good(tmp_path, make_model):
     model = make_model(seed=7)
     return save(tmp_path / "good.npz", model, AdamW(model.parameters(), lr=1e-3), step=5)
 

@@ -13,30 +13,36 @@ from scratchformer.training.trainer import (TrainConfig, Trainer, TrainingDiverg
                                             make_schedule, seq2seq_step)
 
 
-def tiny_model(task, dropout=0.0, seed=0, **kw):
-    cfg = dict(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1,
-               dropout=dropout, max_len=24, norm_first=True, seed=seed)
-    cfg.update(kw)
-    return sf.Transformer(sf.TransformerConfig(task.vocab_size, task.vocab_size, **cfg))
+@pytest.fixture(scope="module")
+def tiny_model(make_transformer):
+    """``tiny_model(task, **cfg)``: a pre-LN 1+1-layer, d_model 32 model for ``task``."""
+    def make(task, **cfg):
+        return make_transformer(task.vocab_size, **{"d_model": 32, "d_ff": 64, "max_len": 24,
+                                                    "norm_first": True, **cfg})
+    return make
 
 
 def copy_task(**kw):
     return get_task("copy", max_len=6, held_out_size=50, **kw)
 
 
-def make_trainer(task, steps=20, seed=0, dropout=0.1, out_dir=None, **cfg):
-    model = tiny_model(task, dropout=dropout, seed=seed)
-    config = TrainConfig(**{"steps": steps, "batch_size": 16, "lr": 3e-3, "warmup": 5,
-                            "seed": seed, "eval_every": 0, "log_every": 1, **cfg})
-    return Trainer(model, lambda rng, step: task.batch(rng, 16), config, progress=False,
-                   out_dir=out_dir)
+@pytest.fixture(scope="module")
+def make_trainer(tiny_model):
+    """``make_trainer(task, steps=20, seed=0, dropout=0.1, out_dir=None, **train_cfg)``."""
+    def make(task, steps=20, seed=0, dropout=0.1, out_dir=None, **cfg):
+        model = tiny_model(task, dropout=dropout, seed=seed)
+        config = TrainConfig(**{"steps": steps, "batch_size": 16, "lr": 3e-3, "warmup": 5,
+                                "seed": seed, "eval_every": 0, "log_every": 1, **cfg})
+        return Trainer(model, lambda rng, step: task.batch(rng, 16), config, progress=False,
+                       out_dir=out_dir)
+    return make
 
 
 def weights(model):
     return model.state_dict()
 
 
-def test_copy_smoke_loss_halves_within_a_few_hundred_steps():
+def test_copy_smoke_loss_halves_within_a_few_hundred_steps(tiny_model):
     task = copy_task()
     model = tiny_model(task)
     config = TrainConfig(steps=150, batch_size=32, lr=3e-3, warmup=20, eval_every=0, log_every=10)
@@ -46,7 +52,7 @@ def test_copy_smoke_loss_halves_within_a_few_hundred_steps():
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-def test_resume_continues_bit_for_bit(tmp_path):
+def test_resume_continues_bit_for_bit(make_trainer, tiny_model, tmp_path):
     task = copy_task()
     n = 12
     full = make_trainer(task, steps=2 * n)  # dropout on: the dropout RNG must be restored too
@@ -77,7 +83,7 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert loss_full == loss_res
 
 
-def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
+def test_resume_drops_metrics_logged_after_the_checkpoint(make_trainer, tmp_path):
     import shutil
 
     task = copy_task()
@@ -92,7 +98,7 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
     assert [r["step"] for r in lines if r["kind"] == "train"] == list(range(1, 11))
 
 
-def test_same_seed_gives_same_weights_batches_and_losses():
+def test_same_seed_gives_same_weights_batches_and_losses(make_trainer):
     task = copy_task()
     a, b = make_trainer(task, steps=10, seed=3), make_trainer(task, steps=10, seed=3)
     a.fit(), b.fit()
@@ -104,7 +110,7 @@ def test_same_seed_gives_same_weights_batches_and_losses():
     assert [r["loss"] for r in c.history] != [r["loss"] for r in a.history]
 
 
-def test_nan_loss_halts_naming_the_step_and_keeps_the_weights():
+def test_nan_loss_halts_naming_the_step_and_keeps_the_weights(make_trainer):
     task = copy_task()
     t = make_trainer(task, steps=10)
 
@@ -122,7 +128,7 @@ def test_nan_loss_halts_naming_the_step_and_keeps_the_weights():
         assert np.array_equal(v, before[k]), k
 
 
-def test_inf_gradient_halts_naming_the_step():
+def test_inf_gradient_halts_naming_the_step(make_trainer):
     task = copy_task()
     t = make_trainer(task, steps=10)
 
@@ -138,7 +144,7 @@ def test_inf_gradient_halts_naming_the_step():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow on the way to inf
-def test_huge_learning_rate_halts_instead_of_training_on_garbage():
+def test_huge_learning_rate_halts_instead_of_training_on_garbage(make_trainer):
     task = copy_task()
     t = make_trainer(task, steps=200, lr=1e6, clip_norm=None, warmup=0, dropout=0.0)
     with pytest.raises(TrainingDiverged, match=r"at step \d+"):
@@ -146,7 +152,7 @@ def test_huge_learning_rate_halts_instead_of_training_on_garbage():
     assert all(np.isfinite(v).all() for v in weights(t.model).values())
 
 
-def test_metrics_jsonl_and_checkpoint_written(tmp_path):
+def test_metrics_jsonl_and_checkpoint_written(tiny_model, tmp_path):
     task = copy_task()
     model = tiny_model(task)
     config = TrainConfig(steps=20, batch_size=16, eval_every=10, log_every=5)
@@ -165,7 +171,7 @@ def test_metrics_jsonl_and_checkpoint_written(tmp_path):
     assert state["trainer"]["step"] == 20
 
 
-def test_stops_once_the_target_metric_is_reached():
+def test_stops_once_the_target_metric_is_reached(tiny_model):
     task = copy_task()
     calls = []
 
@@ -208,7 +214,7 @@ def test_evaluator_scores_a_perfect_model_as_exact(monkeypatch):
     assert 0.5 < m["token_accuracy"] <= 1.0  # positions past a short row's EOS are pads (ignored)
 
 
-def test_quick_evaluation_escalates_to_the_full_set():
+def test_quick_evaluation_escalates_to_the_full_set(tiny_model):
     task = copy_task()
     model = tiny_model(task)
     ev = Seq2SeqEvaluator(task.held_out(), quick=10, escalate_at=0.0)
@@ -253,7 +259,7 @@ def test_bad_train_config_names_the_field(field, value):
         TrainConfig(**{field: value})
 
 
-def test_plain_progress_when_tqdm_is_missing(monkeypatch, capsys):
+def test_plain_progress_when_tqdm_is_missing(tiny_model, monkeypatch, capsys):
     import sys
 
     monkeypatch.setitem(sys.modules, "tqdm", None)

@@ -1,0 +1,151 @@
+"""Every tuned kernel equals the plain formula it stands for (float64: to rounding; float32:
+within 1e-6 relative), and blocking or threads never change a result."""
+
+import math
+
+import numpy as np
+import pytest
+
+import scratchformer as sf
+from scratchformer.kernels import blocked, qkv
+from scratchformer.kernels import rows as K
+
+from gradcheck import rel_error
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def plain_gelu(x):
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def plain_gelu_grad(x):
+    z = math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)
+    dz = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x ** 2)
+    return 0.5 * (1 + np.tanh(z)) + 0.5 * x * (1 - np.tanh(z) ** 2) * dz
+
+
+def plain_masked_softmax(s, mask):
+    s = np.where(mask, s, -np.inf)
+    m = s.max(-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    e = np.exp(s - m)
+    d = e.sum(-1, keepdims=True)
+    return e / np.where(d == 0, 1.0, d)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-6)])
+def test_rowsum_and_colsum_equal_sum(rng, dtype, tol):
+    x = rng.standard_normal((37, 19)).astype(dtype)
+    assert rel_error(K.rowsum(x), x.sum(-1, keepdims=True)) < tol
+    assert rel_error(K.colsum(x), x.sum(0)) < tol
+    x3 = rng.standard_normal((4, 5, 6)).astype(dtype)
+    assert K.rowsum(x3).shape == (4, 5, 1)
+    assert rel_error(K.rowsum(x3), x3.sum(-1, keepdims=True)) < tol
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-6)])
+def test_masked_softmax_rows_equals_plain_formula_and_zeroes_fully_masked_rows(rng, dtype, tol):
+    s = (3 * rng.standard_normal((6, 9))).astype(dtype)
+    mask = rng.random((6, 9)) < 0.6
+    mask[2] = False  # a query that may attend to nothing
+    got = s.copy()
+    K.masked_softmax_rows(got, mask)
+    assert rel_error(got, plain_masked_softmax(s, mask)) < tol
+    assert np.all(got[2] == 0) and np.all(np.isfinite(got))
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-6)])
+def test_softmax_backward_rows_equals_plain_formula(rng, dtype, tol):
+    s = sf.core.functional.softmax(rng.standard_normal((8, 11))).astype(dtype)
+    g = rng.standard_normal((8, 11)).astype(dtype)
+    dx = np.empty_like(s)
+    K.softmax_backward_rows(s, g, dx)
+    assert rel_error(dx, s * (g - (g * s).sum(-1, keepdims=True))) < tol
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-6)])
+def test_gelu_rows_equals_plain_formula_and_its_derivative(rng, dtype, tol):
+    x = (3 * rng.standard_normal((7, 13))).astype(dtype)
+    y, dydx = np.empty_like(x), np.empty_like(x)
+    K.gelu_rows(x, y, dydx)
+    x64 = x.astype(np.float64)
+    assert rel_error(y, plain_gelu(x64)) < tol
+    assert rel_error(dydx, plain_gelu_grad(x64)) < tol
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-6)])
+def test_layernorm_rows_and_backward_equal_plain_formulas(rng, dtype, tol):
+    N, D, eps = 9, 16, 1e-5
+    x = (2 + 3 * rng.standard_normal((N, D))).astype(dtype)
+    w, b = rng.standard_normal(D).astype(dtype), rng.standard_normal(D).astype(dtype)
+    g = rng.standard_normal((N, D)).astype(dtype)
+    y, xhat, rstd = np.empty_like(x), np.empty_like(x), np.empty((N, 1), dtype)
+    K.layernorm_rows(x, w, b, eps, y, xhat, rstd)
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(-1, keepdims=True), x64.var(-1, keepdims=True)
+    xhat_ref = (x64 - mean) / np.sqrt(var + eps)
+    assert rel_error(y, xhat_ref * w + b) < tol
+    dx, gxhat = np.empty_like(x), np.empty_like(x)
+    K.layernorm_backward_rows(g, xhat, rstd, w, dx, gxhat)
+    ghat = g * w
+    dx_ref = (ghat - ghat.mean(-1, keepdims=True)
+              - xhat_ref * (ghat * xhat_ref).mean(-1, keepdims=True)) / np.sqrt(var + eps)
+    assert rel_error(dx, dx_ref) < tol
+    assert rel_error(gxhat, g * xhat_ref) < tol
+
+
+def test_map_rows_blocked_and_threaded_equal_one_call(rng, monkeypatch):
+    x = rng.standard_normal((3000, 257)).astype(np.float32)  # ~3 MB: split into blocks
+    whole_y, whole_d = np.empty_like(x), np.empty_like(x)
+    K.gelu_rows(x, whole_y, whole_d)  # one call, no blocks
+    for threads in (1, 2):
+        monkeypatch.setattr(K, "_num_threads", threads)
+        y, d = np.empty_like(x), np.empty_like(x)
+        K.map_rows(K.gelu_rows, x, y, d)
+        np.testing.assert_array_equal(y, whole_y)
+        np.testing.assert_array_equal(d, whole_d)
+
+
+def test_fused_projections_equal_separate_linears(rng):
+    B, T, D, H = 2, 5, 12, 3
+    projs = [sf.Linear(D, D, rng=rng, dtype=np.float64) for _ in range(3)]
+    for p in projs:
+        p.bias.data[:] = rng.standard_normal(D)
+    x = rng.standard_normal((B, T, D))
+    x2 = x.reshape(B * T, D)
+    w, b = qkv.stack(projs)
+    heads = qkv.project(x2, w, b, B, T, H)  # (3, B, H, T, Dh)
+    for h, p in zip(heads, projs):
+        want = p(x).reshape(B, T, H, D // H).transpose(0, 2, 1, 3)
+        assert rel_error(h, want) < 1e-14
+    # backward: one stacked matmul == each Linear's own backward
+    grads = [rng.standard_normal((B, H, T, D // H)) for _ in range(3)]
+    dy = qkv.merge_heads(grads, B, T)
+    for view, g in zip(qkv.split_heads(dy, B, T, 3, H), grads):
+        np.testing.assert_array_equal(view, g)
+    dx = qkv.project_backward(projs, x2, w, dy)
+    refs = [sf.Linear(D, D, dtype=np.float64) for _ in range(3)]
+    dx_ref = 0
+    for r, p, g in zip(refs, projs, grads):
+        r.weight.data[:], r.bias.data[:] = p.weight.data, p.bias.data
+        r(x)
+        dx_ref = dx_ref + r.backward(g.transpose(0, 2, 1, 3).reshape(B, T, D))
+        assert rel_error(p.weight.grad, r.weight.grad) < 1e-14
+        assert rel_error(p.bias.grad, r.bias.grad) < 1e-14
+    assert rel_error(dx.reshape(B, T, D), dx_ref) < 1e-14
+
+
+def test_optimizer_blocks_cover_every_element_once_in_order():
+    a = np.arange(3 * blocked.BLOCK + 5, dtype=np.float32)
+    b = -a
+    parts = blocked.blocks([a, b])
+    assert [len(p[0]) for p in parts] == [blocked.BLOCK] * 3 + [5]
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), a)
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), b)
+    assert all(np.shares_memory(p[0], a) for p in parts)  # views: updates land in place
+    runs = blocked.split(parts * 8, 2)
+    assert sum(len(r) for r in runs) == 32 and len(runs) == 2
