@@ -11,7 +11,7 @@ import pytest
 from scratchformer.data.tasks import (FORMATS, TASKS, format_date, get_task, pad_batch)
 from scratchformer.data.vocab import BOS, EOS, PAD, Vocab
 
-ALL_TASKS = ["copy", "reverse", "shift", "dates"]
+ALL_TASKS = ["copy", "reverse", "shift", "dates", "numbers"]
 
 
 # ------------------------------------------------------------------------- vocab

@@ -44,6 +44,13 @@ from scratchformer.data.dates import (  # noqa: F401  (re-exported: their first 
     DatesTask,
     format_date,
 )
+from scratchformer.data.numbers import (  # noqa: F401  (re-exported)
+    NumbersTask,
+    english,
+    parse_english,
+    parse_spanish,
+    spanish,
+)
 from scratchformer.data.taskbase import (  # noqa: F401  (re-exported)
     Pair,
     Task,
@@ -215,7 +222,7 @@ class ShiftTask(SequenceTask):
         return np.where(src == PAD, PAD, v)
 
 
-TASKS = {cls.name: cls for cls in (CopyTask, ReverseTask, ShiftTask, DatesTask)}
+TASKS = {cls.name: cls for cls in (CopyTask, ReverseTask, ShiftTask, DatesTask, NumbersTask)}
 
 
 def get_task(name: str, **options) -> Task:
@@ -226,6 +233,7 @@ def get_task(name: str, **options) -> Task:
                               held_out_size=1000, held_out_seed=12345; shift: offset=1
       dates: min_year=1900, max_year=2099, formats=None (all of FORMATS),
              held_out_size=1000, held_out_seed=12345
+      numbers: direction="en-es" (or "es-en"), held_out_size=1000, held_out_seed=12345
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid tasks: {sorted(TASKS)}")
