@@ -29,7 +29,7 @@ _PLUGINS = [
     "scratchformer.viz_cli",
 ]
 
-TASK_NAMES = ("copy", "reverse", "shift", "dates")
+TASK_NAMES = ("copy", "reverse", "shift", "dates", "numbers")
 
 EPILOG = """examples:
   scratchformer train --task copy --out runs/copy
@@ -114,6 +114,8 @@ def _add_train(sub):
                    help="held-out sequences, never trained on (task default 1000)")
     t.add_argument("--min-year", type=int, help="first year (dates; task default 1900)")
     t.add_argument("--max-year", type=int, help="last year (dates; task default 2099)")
+    t.add_argument("--direction", choices=["en-es", "es-en"],
+                   help="translation direction (numbers; task default en-es)")
     m = p.add_argument_group("model")
     m.add_argument("--d-model", type=int, help="model width D (default: preset)")
     m.add_argument("--heads", type=int, help="attention heads H (default: preset)")
@@ -173,7 +175,8 @@ def _add_decode(sub):
                        formatter_class=_Formatter,
                        description="Decode inputs with a checkpoint written by 'scratchformer "
                                    "train'. Sequence tasks take space-separated symbols "
-                                   "('3 1 4'); dates take free text ('27 Nov 2026').",
+                                   "('3 1 4'); dates take free text ('27 Nov 2026'), numbers "
+                                   "number words ('twenty-one thousand').",
                        epilog="examples:\n  scratchformer decode --checkpoint runs/rev/checkpoint.npz "
                               "--input \"1 2 3\" \"9 8\"\n"
                               "  scratchformer decode --checkpoint runs/dates/checkpoint.npz "
@@ -233,7 +236,8 @@ def _build_task(name, options):
 
 _TASK_FLAGS = {"min_len": ("copy", "reverse", "shift"), "max_len": ("copy", "reverse", "shift"),
                "num_symbols": ("copy", "reverse", "shift"), "offset": ("shift",),
-               "min_year": ("dates",), "max_year": ("dates",), "held_out_size": TASK_NAMES}
+               "min_year": ("dates",), "max_year": ("dates",), "direction": ("numbers",),
+               "held_out_size": TASK_NAMES}
 
 
 def _task_options(args) -> dict:
@@ -308,7 +312,7 @@ def cmd_train(args) -> int:
         out = args.out or os.path.dirname(os.path.abspath(args.resume))
     else:
         if args.task is None:
-            raise CLIError("--task is required (one of copy, reverse, shift, dates) unless --resume")
+            raise CLIError(f"--task is required (one of {', '.join(TASK_NAMES)}) unless --resume")
         if args.task not in TASK_NAMES:
             raise CLIError(f"unknown task {args.task!r}; valid tasks: {', '.join(TASK_NAMES)}")
         task = _build_task(args.task, _task_options(args))

@@ -221,3 +221,35 @@ def test_encode_input_reads_words_of_the_source_language():
 def test_bad_options_raise_clear_errors(opts, err, pattern):
     with pytest.raises(err, match=pattern):
         get_task("numbers", **opts)
+
+
+# ------------------------------------------------------------------------- command line
+def test_cli_trains_evaluates_and_decodes_numbers_both_directions(tmp_path, capsys):
+    from scratchformer.checkpoint import load
+    from scratchformer.cli import main
+
+    tiny = ["--d-model", "16", "--heads", "2", "--layers", "1", "--d-ff", "32", "--steps", "5",
+            "--batch-size", "8", "--eval-every", "0", "--held-out", "20", "--quiet"]
+    out = tmp_path / "es-en"
+    assert main(["train", "--task", "numbers", "--direction", "es-en", "--out", str(out),
+                 *tiny]) == 0
+    ckpt = str(out / "checkpoint.npz")
+    assert load(ckpt)[2]["task"]["options"]["direction"] == "es-en"
+    assert main(["eval", "--checkpoint", ckpt, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["n"] == 20
+    assert main(["decode", "--checkpoint", ckpt, "--input", "veintiún mil", "cien"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    words = set(EN_WORDS + ES_WORDS)
+    assert len(lines) == 2 and all(set(line.replace("-", " ").split()) <= words
+                                   for line in lines)                 # untrained: any words
+    out = tmp_path / "en-es"
+    assert main(["train", "--task", "numbers", "--out", str(out), *tiny]) == 0
+    capsys.readouterr()
+    assert main(["decode", "--checkpoint", str(out / "checkpoint.npz"), "--input",
+                 "three thousand four hundred twenty-one"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    assert main(["decode", "--checkpoint", str(out / "checkpoint.npz"), "--input",
+                 "one hundred and five"]) == 2
+    assert "'and' at position 2 is not an English number word" in capsys.readouterr().err
+    assert main(["train", "--task", "dates", "--direction", "es-en", "--out", str(out)]) == 2
+    assert "--direction applies to task numbers, not 'dates'" in capsys.readouterr().err
