@@ -1,4 +1,4 @@
-"""Toy sequence-to-sequence tasks: copy, reverse, shift and date normalization.
+"""Toy sequence-to-sequence tasks: copy, reverse, shift, date normalization and numbers.
 
 Every task shares one interface (``task = get_task("reverse", max_len=12)``)::
 
@@ -27,7 +27,8 @@ training, and every length below stays fully trainable.
 
 Where things live: this module holds copy, reverse and shift and the registry
 (``TASKS``, ``get_task``); the shared ``Task`` machinery and ``pad_batch`` are in
-``taskbase.py``, the date formats and ``DatesTask`` in ``dates.py``. Import them all from
+``taskbase.py``, the date formats and ``DatesTask`` in ``dates.py``, the number grammars and
+``NumbersTask`` (English number words -> Spanish) in ``numbers.py``. Import them all from
 here (``from scratchformer.data.tasks import get_task, pad_batch, format_date, FORMATS``).
 """
 

@@ -20,7 +20,7 @@ examples:
 (--batch-size is the global batch, split over the processes; only rank 0 logs and saves)
 """
 
-TASKS = ("copy", "reverse", "shift", "dates")
+TASKS = ("copy", "reverse", "shift", "dates", "numbers")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
