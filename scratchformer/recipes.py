@@ -119,8 +119,8 @@ TASK_PRESETS = {
               "train": {"steps": 3000, "batch_size": 64, "lr": 3e-3, "warmup": 100,
                         "eval_every": 100, "target": 0.98}},
     "numbers": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 2},
-                "train": {"steps": 3000, "batch_size": 64, "lr": 3e-3, "warmup": 100,
-                          "eval_every": 100, "target": 0.99}},
+                "train": {"steps": 3000, "batch_size": 128, "lr": 3e-3, "warmup": 100,
+                          "eval_every": 50, "target": 0.99}},
 }
 _GENERIC_PRESET = TASK_PRESETS["copy"]
 
