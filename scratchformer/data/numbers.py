@@ -128,6 +128,10 @@ def spanish_tokens(n: int) -> list[str]:
     return head + ["mil"] + (_ES_1000[rest] if rest else [])
 
 
+_EN_UNITS = frozenset(EN_ONES[1:10])
+_EN_TENS_SET = frozenset(EN_TENS)
+
+
 def join_words(tokens) -> str:
     """Tokens -> text, with the hyphen back between a tens and a units word:
     ["twenty", "one", "thousand"] -> "twenty-one thousand"."""
@@ -138,10 +142,6 @@ def join_words(tokens) -> str:
         else:
             out.append(w)
     return " ".join(out)
-
-
-_EN_UNITS = frozenset(EN_ONES[1:10])
-_EN_TENS_SET = frozenset(EN_TENS)
 
 
 def english(n: int) -> str:
@@ -171,6 +171,7 @@ _ES_VALUE = {**{w: i for i, w in enumerate(ES_0_29)},
 
 
 def _parse(tokens, value: dict, hundred: str | None, thousand: str, render, lang: str) -> int:
+    lang = ("an " if lang[0] in "AEIOU" else "a ") + lang
     words = split_words(tokens) if isinstance(tokens, str) else list(tokens)
     total = current = 0
     for w in words:
@@ -181,10 +182,10 @@ def _parse(tokens, value: dict, hundred: str | None, thousand: str, render, lang
         elif w in value:
             current += value[w]
         else:
-            raise ValueError(f"{w!r} is not a {lang} number word")
+            raise ValueError(f"{w!r} is not {lang} number word")
     n = total + current
     if not words or n > MAX_NUMBER or render(n) != words:
-        raise ValueError(f"{' '.join(words)!r} is not a {lang} number in 0..{MAX_NUMBER} "
+        raise ValueError(f"{' '.join(words)!r} is not {lang} number in 0..{MAX_NUMBER} "
                          f"as this task writes it"
                          + (f" (did you mean {join_words(render(n))!r}?)"
                             if words and n <= MAX_NUMBER else ""))
@@ -285,12 +286,6 @@ class NumbersTask(Task):
                 raise ValueError(f"{w!r} at position {pos} is not {'an' if self._en_src else 'a'} "
                                  f"{lang} number word{hint}")
         return self.vocab.encode(words)
-
-    def source_text(self, n: int) -> str:
-        return english(n) if self._en_src else spanish(n)
-
-    def target_text(self, n: int) -> str:
-        return spanish(n) if self._en_src else english(n)
 
     def number_of(self, src_ids) -> int:
         """The number a source row (ids, PAD-free) spells."""
