@@ -1,12 +1,14 @@
-"""Regenerate the pictures in docs/images/ from a trained dates checkpoint.
+"""Regenerate the pictures in docs/images/ from trained dates and numbers checkpoints.
 
     scratchformer train --task dates --out runs/dates
-    python docs/make_images.py runs/dates/checkpoint.npz
+    scratchformer train --task numbers --out runs/numbers
+    python docs/make_images.py runs/dates/checkpoint.npz --numbers runs/numbers/checkpoint.npz
 
-Writes docs/images/dates_cross_attention.png (the PNG of ``scratchformer attention``) and
+Writes docs/images/dates_cross_attention.png (the PNG of ``scratchformer attention``),
 docs/images/attention_explorer.png (a screenshot of the HTML explorer in headless Chromium,
-with a query token hovered). The screenshot needs ``selenium`` and Debian's ``chromium`` +
-``chromium-driver``.
+with a query token hovered) and, given ``--numbers``, docs/images/numbers_cross_attention.png.
+The screenshot needs ``selenium`` and Debian's ``chromium`` + ``chromium-driver``. Either
+checkpoint may be left out; then its pictures are not redrawn.
 """
 
 from __future__ import annotations
@@ -55,25 +57,43 @@ def screenshot(html: Path, out: Path, hover: int, layer: int, width: int = 1100,
         d.quit()
 
 
+def cross_attention_png(checkpoint, text: str, png: Path, layer: int):
+    """Decode ``text`` with the checkpoint and draw one layer's cross-attention to ``png``."""
+    model, task = load_model_and_task(checkpoint)
+    rec = attention_for_text(model, task, text)
+    print(f"{text!r} -> {rec.output_text!r}")
+    plot_attention(rec, kind="cross", layer=layer, path=png, dpi=80,
+                   title=f"cross-attention, layer {layer % rec.n_layers('cross')}: "
+                         f"{text!r} → {rec.output_text!r}")
+    print(f"wrote {png} ({png.stat().st_size / 1024:.0f} KB)")
+    return rec, task
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="a dates checkpoint written by 'scratchformer train --task dates'")
+    p.add_argument("checkpoint", nargs="?",
+                   help="a dates checkpoint written by 'scratchformer train --task dates'")
     p.add_argument("--input", default="Nov 27, 2026")
     p.add_argument("--layer", type=int, default=-1, help="cross-attention layer to draw")
     p.add_argument("--hover", type=int, default=6, help="query position hovered in the screenshot")
+    p.add_argument("--numbers", metavar="CHECKPOINT",
+                   help="a numbers checkpoint ('scratchformer train --task numbers')")
+    p.add_argument("--numbers-input", default="one hundred twenty-one thousand five hundred thirty-two")
+    p.add_argument("--numbers-layer", type=int, default=0, help="its cross-attention layer to draw")
     p.add_argument("--out-dir", default=str(ROOT / "docs" / "images"))
     args = p.parse_args(argv)
+    if not args.checkpoint and not args.numbers:
+        p.error("give a dates checkpoint and/or --numbers CHECKPOINT")
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, task = load_model_and_task(args.checkpoint)
-    rec = attention_for_text(model, task, args.input)
-    print(f"{args.input!r} -> {rec.output_text!r}")
-    png = out / "dates_cross_attention.png"
-    plot_attention(rec, kind="cross", layer=args.layer, path=png, dpi=80,
-                   title=f"cross-attention, layer {args.layer % rec.n_layers('cross')}: "
-                         f"{args.input!r} → {rec.output_text!r}")
-    print(f"wrote {png} ({png.stat().st_size / 1024:.0f} KB)")
+    if args.numbers:
+        cross_attention_png(args.numbers, args.numbers_input, out / "numbers_cross_attention.png",
+                            args.numbers_layer)
+    if not args.checkpoint:
+        return 0
+    rec, task = cross_attention_png(args.checkpoint, args.input, out / "dates_cross_attention.png",
+                                    args.layer)
     with tempfile.TemporaryDirectory() as tmp:
         html = write_attention_html(rec, Path(tmp) / "attn.html",
                                     title=f"ScratchFormer attention: {task.name}")

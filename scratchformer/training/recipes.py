@@ -1,5 +1,5 @@
-"""Recipes for the built-in toy tasks (copy, reverse, shift, dates), used by the CLI and the
-examples, and the held-out evaluation of an encoder–decoder.
+"""Recipes for the built-in toy tasks (copy, reverse, shift, dates, numbers), used by the CLI
+and the examples, and the held-out evaluation of an encoder–decoder.
 
 - ``TASK_PRESETS``: tuned model and training settings per task (measured in docs/training.md);
 - ``task_model_config(task)`` / ``task_train_config(name)``: those settings as configs;
@@ -108,6 +108,9 @@ TASK_PRESETS = {
     "dates": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 2},
               "train": {"steps": 3000, "batch_size": 64, "lr": 3e-3, "warmup": 100,
                         "eval_every": 100, "target": 0.98}},
+    "numbers": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 2},
+                "train": {"steps": 3000, "batch_size": 128, "lr": 3e-3, "warmup": 100,
+                          "eval_every": 50, "target": 0.99}},
 }
 _GENERIC_PRESET = TASK_PRESETS["copy"]
 

@@ -13,7 +13,7 @@ from scratchformer.data.taskbase import pad_batch
 from scratchformer.data.tasks import TASKS, get_task
 from scratchformer.data.vocab import BOS, EOS, PAD, Vocab
 
-ALL_TASKS = ["copy", "reverse", "shift", "dates"]
+ALL_TASKS = ["copy", "reverse", "shift", "dates", "numbers"]
 
 
 # ------------------------------------------------------------------------- vocab
