@@ -1,0 +1,109 @@
+"""The package's layout: its imports point one way, cli → training → models → core → kernels,
+with no import cycle and no private name imported from another module."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "scratchformer"
+
+# part → the parts it may import (besides itself)
+ALLOWED = {
+    "kernels": set(),
+    "core": {"kernels"},
+    "models": {"core", "kernels"},
+    "data": {"core"},
+    "training": {"models", "core", "kernels", "data"},
+    "translation": {"training", "models", "core", "data"},
+    "viz": {"training", "models", "core", "data"},
+    "torch_port": {"training", "models", "core", "data"},
+    "cli": {"training", "models", "core", "data", "translation", "viz", "torch_port",
+            "__init__"},  # the version string
+    "__init__": {"core", "models", "training"},
+    "__main__": {"cli"},
+    "transformer_from_scratch_numpy": set(),
+}
+
+
+def _modules():
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).with_suffix("")
+        yield ".".join(("scratchformer",) + rel.parts).removesuffix(".__init__"), path
+
+
+def _imports(name: str, path: Path):
+    """(imported module, imported names, line) for every import in the file, lazy ones too."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield a.name, [], node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            mod = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+            yield mod, [a.name for a in node.names], node.lineno
+
+
+def _part(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "scratchformer":
+        return None
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+MODULES = dict(_modules())
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_point_one_way(name):
+    mine = _part(name)
+    for mod, names, line in _imports(name, MODULES[name]):
+        targets = [mod] + [f"{mod}.{n}" for n in names if f"{mod}.{n}" in MODULES]
+        for target in targets:
+            other = _part(target)
+            if other is None or other == mine:
+                continue
+            assert other in ALLOWED[mine], f"{name}:{line} imports {target} ({mine} → {other})"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_private_name_is_imported_from_another_module(name):
+    for mod, names, line in _imports(name, MODULES[name]):
+        if mod and mod.startswith("scratchformer"):
+            private = [n for n in names if n.startswith("_") and not n.endswith("__")]
+            assert not private, f"{name}:{line} imports private {private} from {mod}"
+
+
+def test_no_import_cycle_between_modules():
+    graph = {name: set() for name in MODULES}
+    for name, path in MODULES.items():
+        for mod, names, _ in _imports(name, path):
+            for target in [mod] + [f"{mod}.{n}" for n in names]:
+                if target in MODULES and target != name and not MODULES[name].name == "__init__.py":
+                    graph[name].add(target)
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in graph[node]:
+            if state.get(nxt) == "open":
+                raise AssertionError("import cycle: " + " → ".join(stack[stack.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for name in graph:
+        if name not in state:
+            visit(name, [name])
+
+
+def test_the_one_file_reference_imports_numpy_and_the_standard_library_only():
+    import sys
+
+    for mod, _, line in _imports("scratchformer.transformer_from_scratch_numpy",
+                                 PKG / "transformer_from_scratch_numpy.py"):
+        root = mod.split(".")[0]
+        assert root == "numpy" or root in sys.stdlib_module_names, f"line {line}: imports {mod}"
