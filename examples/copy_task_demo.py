@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from scratchformer.data.tasks import pad_batch  # noqa: E402
+from scratchformer.data.taskbase import pad_batch  # noqa: E402
 from scratchformer.models.decoding import greedy_decode  # noqa: E402
 from scratchformer.training.recipes import TASK_PRESETS, train_task  # noqa: E402
 
