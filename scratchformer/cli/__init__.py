@@ -6,7 +6,7 @@
 
 One module per command group, each with ``register(subparsers)``: ``tasks`` (train, eval,
 decode), ``gpt`` (gpt train, gpt sample), ``translate`` (translate-train, translate),
-``torch_train`` (torch-train) and ``attention``. None imports anything heavy (torch,
+``torch_train`` (torch-train), ``attention`` and ``checkpoint`` (convert-checkpoint). None imports anything heavy (torch,
 matplotlib) until its command runs.
 
 User mistakes (a bad flag, an unknown task, a missing checkpoint, an unknown symbol in
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 
-from . import attention, gpt, tasks, torch_train, translate
+from . import attention, checkpoint, gpt, tasks, torch_train, translate
 from .common import CLIError, Formatter, Parser
 
 EPILOG = """examples:
@@ -38,7 +38,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for group in (tasks, gpt, translate, torch_train, attention):
+    for group in (tasks, gpt, translate, torch_train, attention, checkpoint):
         group.register(sub)
     return parser
 

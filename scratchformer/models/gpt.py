@@ -34,7 +34,8 @@ from ..core.layers import (Dropout, Embedding, LayerNorm, Linear, PositionalEnco
                            embed_tokens_backward)
 from ..core.module import Module, ModuleList
 from ..core.tokens import check_token_range, check_tokens
-from .transformer import EncoderLayer, validate_sizes
+from .sizes import check_fits_memory, validate_sizes
+from .transformer import EncoderLayer, layer_shapes
 
 
 @dataclass
@@ -59,13 +60,26 @@ class GPTConfig:
     seed: int = 0
 
     def __post_init__(self):
-        validate_sizes(self, ("vocab_size", "d_model", "n_heads", "d_ff", "max_len"), ("n_layers",))
+        validate_sizes(self, ("vocab_size", "d_model", "n_heads", "d_ff", "n_layers", "max_len"))
         for name in ("norm_first", "tie_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_fits_memory(self, self.param_shapes())
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{state_dict key: shape}`` of the GPT this config builds, from the sizes alone."""
+        D = self.d_model
+        shapes = {"tok_embed.weight": (self.vocab_size, D)}
+        for i in range(self.n_layers):
+            shapes.update(layer_shapes(f"blocks.{i}", D, self.d_ff, ("self_attn",)))
+        if self.norm_first:
+            shapes.update({"norm.weight": (D,), "norm.bias": (D,)})
+        if not self.tie_embeddings:
+            shapes["lm_head.weight"] = (self.vocab_size, D)
+        return shapes
 
 
 def context_start(length: int, start: int, max_len: int) -> int:

@@ -23,6 +23,7 @@ from ..core.layers import (Dropout, Embedding, FeedForward, LayerNorm, Linear, P
                            embed_tokens, embed_tokens_backward)
 from ..core.module import Module, ModuleList
 from ..core.tokens import check_tokens
+from .sizes import check_fits_memory, validate_sizes
 
 
 @dataclass
@@ -47,38 +48,53 @@ class TransformerConfig:
 
     def __post_init__(self):
         validate_sizes(self, ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff",
-                              "max_len"), ("n_encoder_layers", "n_decoder_layers"))
+                              "n_encoder_layers", "n_decoder_layers", "max_len"))
+        for name in ("norm_first", "tie_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.tie_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(f"tie_embeddings requires src_vocab_size == tgt_vocab_size, got "
                              f"{self.src_vocab_size} and {self.tgt_vocab_size}")
         if not (isinstance(self.pad_id, int) and 0 <= self.pad_id < min(self.src_vocab_size,
                                                                         self.tgt_vocab_size)):
             raise ValueError(f"pad_id must be a token id in both vocabularies, got {self.pad_id!r}")
+        check_fits_memory(self, self.param_shapes())
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{state_dict key: shape}`` of the model this config builds, computed from the
+        sizes alone (no array is made): what a checkpoint's tensors are checked against."""
+        D, F = self.d_model, self.d_ff
+        shapes = {"src_embed.weight": (self.src_vocab_size, D)}
+        if not self.tie_embeddings:
+            shapes["tgt_embed.weight"] = (self.tgt_vocab_size, D)
+        for stack, n, subs in (("encoder", self.n_encoder_layers, ("self_attn",)),
+                               ("decoder", self.n_decoder_layers, ("self_attn", "cross_attn"))):
+            for i in range(n):
+                shapes.update(layer_shapes(f"{stack}.layers.{i}", D, F, subs))
+            if self.norm_first:
+                shapes.update({f"{stack}.norm.weight": (D,), f"{stack}.norm.bias": (D,)})
+        shapes["generator.weight"] = (self.tgt_vocab_size, D)
+        shapes["generator.bias"] = (self.tgt_vocab_size,)
+        if self.tie_embeddings:  # stored once, as src_embed.weight
+            del shapes["generator.weight"]
+        return shapes
 
-def validate_sizes(cfg, positive: tuple[str, ...], non_negative: tuple[str, ...] = ()) -> None:
-    """Shared checks of TransformerConfig and GPTConfig: sizes, heads, dropout, activation."""
-    for name in positive + non_negative:
-        value = getattr(cfg, name)
-        low = 1 if name in positive else 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            kind = "a positive" if low else "a non-negative"
-            raise ValueError(f"{name} must be {kind} integer, got {value!r}")
-    if cfg.d_model % cfg.n_heads:
-        raise ValueError(f"d_model ({cfg.d_model}) must be divisible by n_heads ({cfg.n_heads})")
-    if cfg.d_model % 2:
-        raise ValueError(f"d_model must be even for sinusoidal positions, got {cfg.d_model}")
-    if not (isinstance(cfg.dropout, (int, float)) and 0.0 <= cfg.dropout < 1.0):
-        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
-    if cfg.activation not in ("gelu", "relu"):
-        raise ValueError(f"activation must be 'gelu' or 'relu', got {cfg.activation!r}")
-    if not (isinstance(cfg.layer_norm_eps, (int, float)) and cfg.layer_norm_eps > 0):
-        raise ValueError(f"layer_norm_eps must be positive, got {cfg.layer_norm_eps!r}")
-    if not isinstance(cfg.seed, int):
-        raise ValueError(f"seed must be an integer, got {cfg.seed!r}")
+
+def layer_shapes(prefix: str, D: int, F: int, attentions: tuple[str, ...]) -> dict:
+    """Parameter shapes of one Encoder/DecoderLayer: its attentions, ffn and norms."""
+    shapes = {}
+    for attn in attentions:
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            shapes[f"{prefix}.{attn}.{proj}.weight"] = (D, D)
+            shapes[f"{prefix}.{attn}.{proj}.bias"] = (D,)
+    shapes.update({f"{prefix}.ffn.linear1.weight": (F, D), f"{prefix}.ffn.linear1.bias": (F,),
+                   f"{prefix}.ffn.linear2.weight": (D, F), f"{prefix}.ffn.linear2.bias": (D,)})
+    for j in range(1, len(attentions) + 2):
+        shapes.update({f"{prefix}.norm{j}.weight": (D,), f"{prefix}.norm{j}.bias": (D,)})
+    return shapes
 
 
 class EncoderLayer(Module):

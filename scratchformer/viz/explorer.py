@@ -25,6 +25,8 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+
 _CSS = """
 body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 18px; color: #222; }
 h1 { font-size: 18px; margin: 0 0 4px; }
@@ -266,6 +268,16 @@ def attention_html(record, title: str | None = None) -> str:
     data = record.to_json() if hasattr(record, "to_json") else dict(record)
     if not data.get("layers"):
         raise ValueError("the record holds no attention maps")
+    for kind, layers in data["layers"].items():  # NaN would draw a blank page
+        if not np.isfinite(np.asarray(layers, dtype=np.float64)).all():
+            raise ValueError(f"the {kind} attention weights hold NaN or infinite values (a diverged "
+                             "model?): nothing meaningful to draw")
+    for name in ("src_tokens", "tgt_tokens", "input_text", "output_text"):
+        for text in (data.get(name) or []) if name.endswith("tokens") else [data.get(name) or ""]:
+            try:
+                str(text).encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{name}: {text!r} cannot be written as UTF-8 (a lone surrogate?)") from None
     # JSON inside <script>: a "<" could end the element early ("</script>") or start a
     # comment ("<!--"); \u003c is the same character to JSON.parse and inert to HTML
     blob = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
@@ -283,9 +295,13 @@ def attention_html(record, title: str | None = None) -> str:
 def write_attention_html(record, path, title: str | None = None) -> Path:
     """Write the explorer for ``record`` to ``path`` (UTF-8); returns ``Path(path)``."""
     path = Path(path)
+    try:
+        page = attention_html(record, title).encode("utf-8")  # every check before the file
+    except UnicodeEncodeError as e:
+        raise ValueError(f"the page cannot be written as UTF-8: {e}") from None
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(attention_html(record, title), encoding="utf-8")
+    path.write_bytes(page)
     return path
 
 

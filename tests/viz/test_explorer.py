@@ -49,6 +49,19 @@ def test_user_text_cannot_break_out_of_the_page(record):
     assert page.count("<script") == 2 and page.count("</script>") == 2
 
 
+def test_non_finite_weights_and_unencodable_tokens_are_refused_before_writing(record, tmp_path):
+    import dataclasses
+
+    nan_maps = {k: np.where(np.arange(v.shape[-1]) == 0, np.nan, v) for k, v in record.maps.items()}
+    out = tmp_path / "a.html"
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        write_attention_html(dataclasses.replace(record, maps=nan_maps), out)
+    bad = dataclasses.replace(record, src_tokens=["\ud800"] + record.src_tokens[1:])
+    with pytest.raises(ValueError, match="src_tokens: '\\\\ud800' cannot be written as UTF-8"):
+        write_attention_html(bad, out)
+    assert not out.exists()  # no empty or half-written page
+
+
 def _browser_paths():
     chrome = os.environ.get("SCRATCHFORMER_CHROMIUM") or next(
         (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)

@@ -1,0 +1,71 @@
+"""The checks every model config shares: sizes within documented bounds, and a model that
+fits in memory.
+
+Bounds (``SIZE_LIMITS``; far above anything that trains on a CPU, low enough that a typo
+or a hostile checkpoint cannot ask for terabytes): vocabularies ≤ 16,777,216, d_model ≤
+65,536, heads ≤ 1,024, d_ff ≤ 262,144, layers 1 … 1,024 (0 layers is an error: a stack
+with no layer has nothing to train), max_len ≤ 1,048,576.
+
+``check_fits_memory`` counts the parameters from the shapes alone (no array is made) and
+refuses a model whose weights and gradients (float32, ``Parameter`` keeps both) would need
+more memory than the machine has, with the estimate in the message.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+SIZE_LIMITS = {"vocab_size": 1 << 24, "d_model": 1 << 16, "n_heads": 1024, "d_ff": 1 << 18,
+               "layers": 1024, "max_len": 1 << 20}
+
+
+def _limit(name: str) -> int:
+    if "vocab" in name:
+        return SIZE_LIMITS["vocab_size"]
+    return SIZE_LIMITS["layers"] if "layers" in name else SIZE_LIMITS[name]
+
+
+def validate_sizes(cfg, sizes: tuple[str, ...]) -> None:
+    """Every field in ``sizes`` an int in [1, its bound]; then heads, dropout, activation,
+    eps and seed. Errors are ValueErrors naming the field."""
+    for name in sizes:
+        value, high = getattr(cfg, name), _limit(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            raise ValueError(f"{name} must be an integer in [1, {high:,}], got {value!r}")
+    if cfg.d_model % cfg.n_heads:
+        raise ValueError(f"d_model ({cfg.d_model}) must be divisible by n_heads ({cfg.n_heads})")
+    if cfg.d_model % 2:
+        raise ValueError(f"d_model must be even for sinusoidal positions, got {cfg.d_model}")
+    if not (isinstance(cfg.dropout, (int, float)) and not isinstance(cfg.dropout, bool)
+            and 0.0 <= cfg.dropout < 1.0):
+        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
+    if cfg.activation not in ("gelu", "relu"):
+        raise ValueError(f"activation must be 'gelu' or 'relu', got {cfg.activation!r}")
+    if not (isinstance(cfg.layer_norm_eps, (int, float)) and math.isfinite(cfg.layer_norm_eps)
+            and cfg.layer_norm_eps > 0):
+        raise ValueError(f"layer_norm_eps must be a positive number, got {cfg.layer_norm_eps!r}")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {cfg.seed!r}")
+
+
+def num_parameters(shapes: dict[str, tuple[int, ...]]) -> int:
+    return sum(math.prod(s) for s in shapes.values())
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM on this machine, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits_memory(cfg, shapes: dict[str, tuple[int, ...]]) -> None:
+    """ValueError when the weights and gradients of a model of ``shapes`` would not fit in RAM."""
+    n = num_parameters(shapes)
+    need, have = 2 * 4 * n, physical_memory()  # float32 weights + gradients
+    if have is not None and need > have:
+        raise ValueError(f"{type(cfg).__name__}: {n:,} parameters need about {need / 2**30:,.1f} GiB "
+                         f"for float32 weights and gradients (4 × that to train with Adam); this "
+                         f"machine has {have / 2**30:,.1f} GiB")
