@@ -9,6 +9,11 @@ GFLOP/s NumPy achieves against this machine's measured sgemm peak.
 
     python benchmarks/bench_step.py                 # toy, small and char-gpt
     python benchmarks/bench_step.py --configs small --steps 30 --profile
+    python benchmarks/bench_step.py --json results.json   # the table and the machine, as JSON
+
+Every table is printed under the machine it was measured on (CPU model, cores, BLAS
+library, version and kernel from threadpoolctl), so figures from different machines are
+never mixed up; ``--json`` records the same next to the numbers.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
+import math
+import os
+import platform
 import pstats
 import sys
 import time
@@ -188,6 +197,30 @@ def sgemm_peak(threads: int) -> float:
     return 2 * 1024 ** 3 / best / 1e9
 
 
+def machine_info() -> dict:
+    """The machine a table was measured on: CPU model, cores, BLAS library and kernel."""
+    from threadpoolctl import threadpool_info
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    blas = [{k: b.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+            for b in threadpool_info() if b.get("user_api") == "blas"]
+    return {"cpu": cpu, "cores": os.cpu_count(), "blas": blas, "python": platform.python_version(),
+            "numpy": np.__version__,
+            "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}}
+
+
+def describe(m: dict) -> str:
+    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})" for b in m["blas"])
+    env = "".join(f", {k}={v}" for k, v in m["env"].items())
+    return f"machine: {m['cpu']}, {m['cores']} cores, BLAS {blas or 'unknown'}, python {m['python']}{env}"
+
+
 def median_ms(times):
     return 1e3 * float(np.median(times))
 
@@ -200,7 +233,11 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (default 2)")
     ap.add_argument("--no-torch", action="store_true", help="time NumPy only")
     ap.add_argument("--profile", action="store_true", help="cProfile the NumPy steps, print the top 25")
+    ap.add_argument("--json", metavar="PATH", help="also write the results and the machine as JSON "
+                                                   "('-' for standard output)")
     args = ap.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0 or args.threads < 1:
+        ap.error("--steps and --threads must be >= 1 and --warmup >= 0")
 
     from threadpoolctl import threadpool_limits
 
@@ -212,8 +249,11 @@ def main(argv=None):
             have_torch = True
         except ImportError:
             print("torch not installed: timing NumPy only")
+    rows = []
     with threadpool_limits(limits=args.threads):
+        machine = machine_info()
         peak = sgemm_peak(args.threads)
+        print(describe(machine))
         print(f"threads={args.threads}  sgemm peak {peak:.1f} GFLOP/s  numpy {np.__version__}"
               + (f"  torch {torch.__version__}" if have_torch else ""))
         print(f"{'config':8s} {'numpy ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s} {'%peak':>6s}"
@@ -254,10 +294,26 @@ def main(argv=None):
             ms_w = median_ms(tw) if tw else float("nan")
             print(f"{name:8s} {ms_np:9.2f} {ms_t:9.2f} {ms_np / ms_t:6.2f} {gflops:8.1f} {100 * gflops / peak:5.0f}%"
                   f" {ms_w:8.2f} {ms_np / ms_w:7.2f}")
+            rows.append({"config": name, **c, "numpy_ms": ms_np, "torch_ms": ms_t,
+                         "numpy_over_torch": ms_np / ms_t, "numpy_gflops": gflops,
+                         "percent_of_sgemm_peak": 100 * gflops / peak, "twin_ms": ms_w,
+                         "numpy_over_twin": ms_np / ms_w})
             if prof:
                 s = io.StringIO()
                 pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(25)
                 print(s.getvalue())
+    if args.json:
+        def clean(v):  # NaN (a column not measured) → null: strict JSON
+            return None if isinstance(v, float) and not math.isfinite(v) else v
+        out = {"machine": {**machine, "torch": torch.__version__ if have_torch else None},
+               "threads": args.threads, "steps": args.steps, "sgemm_peak_gflops": peak,
+               "results": [{k: clean(v) for k, v in r.items()} for r in rows]}
+        text = json.dumps(out, indent=2, allow_nan=False)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
 
 
 if __name__ == "__main__":
