@@ -94,7 +94,11 @@ def check_output_file(path, what: str = "output file") -> str:
         raise RunDirError(f"{what} {path} is a directory, expected a file path")
     if os.path.exists(path) and not os.path.isfile(path):
         raise RunDirError(f"{what} {path} exists and is not a regular file")
-    check_writable_dir(os.path.dirname(os.path.abspath(path)), f"directory of {what} {path}:")
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        check_writable_dir(directory, "directory")
+    except RunDirError as e:
+        raise RunDirError(f"{what} {path}: {e}") from None
     return path
 
 
