@@ -67,6 +67,10 @@ def main(argv=None) -> int:
     except OSError as e:  # an unusable path the command did not foresee: still one line
         print(f"scratchformer: error: {describe(e)}", file=sys.stderr)
         return 2
+    except MemoryError:  # e.g. a huge size or count the library could not refuse earlier
+        print("scratchformer: error: not enough memory for these settings (a size, count or "
+              "length is too large)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:  # Ctrl-C; TrainingInterrupted (SIGINT/SIGTERM) says more
         print(f"scratchformer: {e or 'interrupted'}", file=sys.stderr)
         return getattr(e, "exit_status", 130)

@@ -88,7 +88,7 @@ def threads(text: str) -> int:
 def threads_or_zero(text: str) -> int:
     """A thread count in [0, os.cpu_count()], 0 meaning the library's default."""
     n = _cpus()
-    return _int(text, 0, n, what=f" in [0, {n}] (0: library default)")
+    return _int(text, 0, n, what=f" in [0, {n}] (0: library default; {n} cores here)")
 
 
 def _float(text: str, ok, what: str) -> float:
@@ -133,6 +133,14 @@ def path_arg(text: str) -> str:
     if "\0" in text:
         raise argparse.ArgumentTypeError(f"must be a path without NUL characters, got {text!r}")
     return text
+
+
+def check_beam(beam: int, vocab_size: int, flag: str = "--beam") -> None:
+    """A beam wider than the vocabulary keeps no more distinct hypotheses after the first
+    step, only costs memory (a hostile --beam 10**9 would exhaust it): refused."""
+    if beam > vocab_size:
+        raise CLIError(f"{flag} {beam} is larger than the model's vocabulary ({vocab_size}); "
+                       f"use at most {vocab_size}")
 
 
 # ---- library errors → one line ------------------------------------------------------------------

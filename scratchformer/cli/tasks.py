@@ -14,7 +14,7 @@ import sys
 import time
 
 from ..data.tasks import TASKS
-from .common import (CLIError, Formatter, describe, non_negative_float, non_negative_int,
+from .common import (CLIError, Formatter, check_beam, describe, non_negative_float, non_negative_int,
                      path_arg, positive_float, positive_int, probability, say, set_threads,
                      threads, threads_or_zero, unit_interval, user_errors)
 
@@ -332,6 +332,7 @@ def cmd_eval(args) -> int:
 
     limiter = set_threads(args.threads)  # noqa: F841
     model, _, state, task = _load_checkpoint(args.checkpoint)
+    check_beam(args.beam, model.config.tgt_vocab_size)
     ev = Seq2SeqEvaluator(task.held_out(), beam_size=args.beam)
     t0 = time.perf_counter()
     m = ev.evaluate(model)
@@ -365,6 +366,7 @@ def cmd_decode(args) -> int:
     from ..models.decoding import beam_search, greedy_decode
 
     model, _, _, task = _load_checkpoint(args.checkpoint)
+    check_beam(args.beam, model.config.tgt_vocab_size)
     try:
         srcs = [task.encode_input(text) for text in args.input]
     except ValueError as e:

@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from .common import (CLIError, describe, finite_float, non_negative_int, path_arg,
+from .common import (CLIError, check_beam, describe, finite_float, non_negative_int, path_arg,
                      positive_float, positive_int, probability, threads, user_errors)
 
 
@@ -171,6 +171,8 @@ def _train_run(args) -> int:
             tok = BPETokenizer.train([s for s, _ in train] + [t for _, t in train], args.vocab_size)
             _log(f"BPE: {len(tok)} symbols learned in {time.perf_counter() - t1:.1f}s")
             saved = None
+        for beam in args.test_beams or ():
+            check_beam(beam, len(tok), "--test-beams")
         srcs, tgts = encode_pairs(tok, train, max_len=args.max_len)
         _log(f"training pairs within --max-len {args.max_len}: {len(srcs)} of {len(train)}")
         if not srcs:
@@ -228,6 +230,7 @@ def translate_command(args) -> int:
     _limiter = limit_blas_threads(args.threads)  # noqa: F841  (kept alive for the command)
     try:
         model, tok, info = load_translator(_check_file(args.checkpoint, "checkpoint"))
+        check_beam(args.beam, len(tok))
         if args.test:
             train, _, test = _splits(info)
             if not test:
