@@ -221,36 +221,30 @@ def cmd_train(args) -> int:
     from ..training.rundir import RunDirError, open_run
 
     limiter = set_threads(args.threads)  # noqa: F841  (kept alive for the whole run)
-    if args.resume:
-        given = [f"--{k.replace('_', '-')}" for k in (*_TASK_FLAGS, *_SETTINGS)
-                 if getattr(args, k) is not None]
-        if args.task is not None or given or args.force:
-            raise CLIError(f"--resume continues with the checkpoint's task, model and settings; "
-                           f"drop {', '.join((['--task'] if args.task else []) + given + (['--force'] if args.force else []))} "
-                           f"(only --steps, --out and display flags may change)")
-        out = args.out or os.path.dirname(os.path.abspath(args.resume))
-        _load_checkpoint(args.resume)  # a bad --resume is refused before the lock is taken
-    else:
-        if args.task is None:
-            raise CLIError(f"--task is required (one of {', '.join(TASK_NAMES)}) unless --resume")
-        if args.task not in TASK_NAMES:
-            raise CLIError(f"unknown task {args.task!r}; valid tasks: {', '.join(TASK_NAMES)}")
-        out = args.out or os.path.join("runs", args.task)
+    model, task, config = _prepare_train(args)  # every flag checked before the run directory
+    out = (args.out or os.path.dirname(os.path.abspath(args.resume)) if args.resume
+           else args.out or os.path.join("runs", task.name))
     try:
         with open_run(out, resume=bool(args.resume), force=args.force):
-            return _train_run(args, out)
+            return _train_run(args, out, model, task, config)
     except RunDirError as e:
         raise CLIError(str(e)) from None
 
 
-def _train_run(args, out) -> int:
-    """``train`` inside its locked run directory ``out``."""
+def _prepare_train(args):
+    """(model, task, TrainConfig) from the flags or the --resume checkpoint; CLIError if bad."""
     from ..models.transformer import Transformer
-    from ..training.recipes import make_task_trainer, task_model_config, task_train_config
-    from ..training.trainer import TrainConfig, TrainingDiverged, trainer_state
+    from ..training.recipes import task_model_config, task_train_config
+    from ..training.trainer import TrainConfig, trainer_state
 
-    progress = False if args.quiet else ("plain" if args.no_progress else True)
     if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in (*_TASK_FLAGS, *_SETTINGS)
+                 if getattr(args, k) is not None]
+        given = (["--task"] if args.task else []) + given + (["--force"] if args.force else [])
+        if given:
+            raise CLIError(f"--resume continues with the checkpoint's task, model and settings; "
+                           f"drop {', '.join(given)} (only --steps, --out and display flags "
+                           f"may change)")
         model, _, state, task = _load_checkpoint(args.resume)
         try:
             ts = trainer_state(state, args.resume)
@@ -264,16 +258,27 @@ def _train_run(args, out) -> int:
                                f"--steps N with --resume means 'continue up to N steps in all'")
             cfg_dict["steps"] = args.steps
         try:
-            config = TrainConfig.from_dict(cfg_dict)
+            return model, task, TrainConfig.from_dict(cfg_dict)
         except (ValueError, TypeError) as e:
             raise CLIError(f"{args.resume}: {e}") from None
-    else:
-        task = _build_task(args.task, _task_options(args))
-        try:
-            model = Transformer(task_model_config(task, seed=args.seed, **_model_overrides(args)))
-            config = task_train_config(task.name, **_train_overrides(args))
-        except (ValueError, TypeError) as e:
-            raise CLIError(str(e)) from None
+    if args.task is None:
+        raise CLIError(f"--task is required (one of {', '.join(TASK_NAMES)}) unless --resume")
+    if args.task not in TASK_NAMES:
+        raise CLIError(f"unknown task {args.task!r}; valid tasks: {', '.join(TASK_NAMES)}")
+    task = _build_task(args.task, _task_options(args))
+    try:
+        model = Transformer(task_model_config(task, seed=args.seed, **_model_overrides(args)))
+        return model, task, task_train_config(task.name, **_train_overrides(args))
+    except (ValueError, TypeError) as e:
+        raise CLIError(str(e)) from None
+
+
+def _train_run(args, out, model, task, config) -> int:
+    """``train`` inside its locked run directory ``out``."""
+    from ..training.recipes import make_task_trainer
+    from ..training.trainer import TrainingDiverged
+
+    progress = False if args.quiet else ("plain" if args.no_progress else True)
     trainer = make_task_trainer(task, model, config, out_dir=out, progress=progress,
                                 quick=args.eval_quick)
     if args.resume:
