@@ -27,6 +27,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -117,13 +118,21 @@ def check_new_run(path, force: bool = False, flag: str = "--force") -> None:
                           f"another --out")
 
 
+# ``checkpoint.save`` writes ``tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp")`` next to
+# the checkpoint and renames it: ``.checkpoint.npz.k2j4x8qz.tmp`` (any checkpoint extension)
+_TEMP = re.compile(r"^\.[^/]+\.(npz|safetensors)\.[A-Za-z0-9_]+\.tmp$")
+
+
 def remove_stale_temps(directory, name: str | None = None) -> list[str]:
     """Delete the temp files an interrupted ``checkpoint.save`` left in ``directory``
-    (``.NAME.*.tmp``, NAME = ``name`` or any ``*.npz``); returns the removed paths. Call it
-    only while holding the directory's lock: a live writer's temp file looks the same."""
-    pattern = f".{glob.escape(name)}.*.tmp" if name else ".*.npz.*.tmp"
+    (``.NAME.XXXXXXXX.tmp``, NAME = ``name`` or any ``*.npz`` / ``*.safetensors``); returns
+    the removed paths. Call it only while holding the directory's lock: a live writer's
+    temp file looks the same."""
+    pattern = f".{glob.escape(name)}.*.tmp" if name else ".*.tmp"
     removed = []
     for tmp in glob.glob(os.path.join(glob.escape(os.fspath(directory)), pattern)):
+        if not name and not _TEMP.match(os.path.basename(tmp)):
+            continue
         try:
             os.unlink(tmp)
             removed.append(tmp)

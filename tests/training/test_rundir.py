@@ -97,8 +97,9 @@ def test_remove_stale_temps_matches_what_checkpoint_save_writes(tmp_path, monkey
     monkeypatch.undo()
     Path(made[0]).write_bytes(b"left by a killed save")  # as if the process had died
     (tmp_path / "keep.txt").write_text("")
+    (tmp_path / ".notes.txt.abc123.tmp").write_text("")  # not a checkpoint's temp file
     assert rundir.remove_stale_temps(tmp_path) == [made[0]]
-    assert os.listdir(tmp_path) == ["keep.txt"]
+    assert sorted(os.listdir(tmp_path)) == [".notes.txt.abc123.tmp", "keep.txt"]
 
 
 @pytest.mark.parametrize("content,kept", [
