@@ -10,7 +10,10 @@ decode), ``gpt`` (gpt train, gpt sample), ``translate`` (translate-train, transl
 matplotlib) until its command runs.
 
 User mistakes (a bad flag, an unknown task, a missing checkpoint, an unknown symbol in
-the input) raise ``CLIError``: one line ``scratchformer: error: ...``, exit status 2.
+the input, an unusable path) raise ``CLIError``: one line ``scratchformer: error: ...``,
+exit status 2, no traceback. Every numeric flag is checked when parsed (the validators in
+``common``); paths and files are checked before any training starts. SIGINT / SIGTERM
+during training save a checkpoint and exit with status 130 / 143.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import sys
 
 from . import attention, checkpoint, gpt, tasks, torch_train, translate
-from .common import CLIError, Formatter, Parser
+from .common import CLIError, Formatter, Parser, describe
 
 EPILOG = """examples:
   scratchformer train --task copy --out runs/copy
@@ -59,11 +62,18 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except CLIError as e:
-        print(f"scratchformer: error: {e}", file=sys.stderr)
+        print(f"scratchformer: error: {describe(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("scratchformer: interrupted", file=sys.stderr)
-        return 130
+    except OSError as e:  # an unusable path the command did not foresee: still one line
+        print(f"scratchformer: error: {describe(e)}", file=sys.stderr)
+        return 2
+    except MemoryError:  # e.g. a huge size or count the library could not refuse earlier
+        print("scratchformer: error: not enough memory for these settings (a size, count or "
+              "length is too large)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:  # Ctrl-C; TrainingInterrupted (SIGINT/SIGTERM) says more
+        print(f"scratchformer: {e or 'interrupted'}", file=sys.stderr)
+        return getattr(e, "exit_status", 130)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import CLIError
+from .common import CLIError, any_int, describe, path_arg, positive_int, user_errors
 
 EXAMPLES = """examples:
   scratchformer attention --checkpoint runs/dates/checkpoint.npz --input "Nov 27, 2026" --out attn.png
@@ -35,30 +35,31 @@ def register(subparsers) -> None:
                     "per head for one layer of one kind (enc: encoder self-attention, dec: decoder "
                     "masked self-attention, cross: decoder -> encoder); --html writes one "
                     "self-contained HTML file to browse every layer, head and kind (no network).")
-    p.add_argument("--checkpoint", required=True, help="path of checkpoint.npz")
+    p.add_argument("--checkpoint", required=True, type=path_arg, help="path of checkpoint.npz")
     p.add_argument("--input", required=True, metavar="TEXT", help="the source text to decode")
-    p.add_argument("--out", metavar="PNG", help="write the heatmaps here (.png, .svg or .pdf)")
-    p.add_argument("--html", metavar="HTML", help="write the interactive explorer here")
+    p.add_argument("--out", metavar="PNG", type=path_arg, help="write the heatmaps here (.png, .svg or .pdf)")
+    p.add_argument("--html", metavar="HTML", type=path_arg, help="write the interactive explorer here")
     p.add_argument("--kind", choices=["enc", "dec", "cross"], default="cross",
                    help="which attention --out draws (default: cross)")
-    p.add_argument("--layer", type=int, default=-1,
+    p.add_argument("--layer", type=any_int, default=-1,
                    help="which layer --out draws; negative counts from the last (default: -1)")
-    p.add_argument("--max-len", type=int, help="most tokens to generate (default: the task's)")
+    p.add_argument("--max-len", type=positive_int, help="most tokens to generate (default: the task's)")
     p.set_defaults(func=attention_command)
 
 
 def attention_command(args) -> int:
-    from ..training.checkpoint import CheckpointError
+    from ..training.rundir import check_input_file, check_output_file
     from ..viz import attention_for_text, load_model_and_task
 
     if not args.out and not args.html:
         raise CLIError("attention: give --out PNG and/or --html HTML (nothing to write)")
-    try:
-        model, task = load_model_and_task(args.checkpoint)
-    except FileNotFoundError:
-        raise CLIError(f"checkpoint not found: {args.checkpoint}") from None
-    except (CheckpointError, ValueError, TypeError) as e:
-        raise CLIError(str(e)) from None
+    try:  # the outputs are checked writable before any work
+        for flag, path in (("--out", args.out), ("--html", args.html)):
+            if path:
+                check_output_file(path, flag)
+        model, task = load_model_and_task(check_input_file(args.checkpoint, "checkpoint"))
+    except user_errors() as e:
+        raise CLIError(describe(e)) from None
     if not hasattr(model, "encode"):
         raise CLIError(f"{args.checkpoint}: attention needs an encoder–decoder checkpoint, "
                      f"got a {type(model).__name__}")

@@ -8,12 +8,15 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
 
 from ..data.tasks import TASKS
-from .common import CLIError, Formatter, say, set_threads
+from .common import (CLIError, Formatter, check_beam, describe, non_negative_float, non_negative_int,
+                     path_arg, positive_float, positive_int, probability, say, set_threads,
+                     threads, threads_or_zero, unit_interval, user_errors)
 
 TASK_NAMES = tuple(TASKS)
 
@@ -43,60 +46,63 @@ def _add_train(sub):
                "  scratchformer train --resume runs/dates/checkpoint.npz")
     p.add_argument("--task", help=f"the toy task: one of {', '.join(TASK_NAMES)} "
                                   "(required unless --resume)")
-    p.add_argument("--out", help="run directory for checkpoint.npz and metrics.jsonl "
+    p.add_argument("--out", type=path_arg, help="run directory for checkpoint.npz and metrics.jsonl "
                                  "(default: runs/TASK)")
-    p.add_argument("--resume", metavar="CHECKPOINT",
+    p.add_argument("--resume", metavar="CHECKPOINT", type=path_arg,
                    help="continue the run saved in CHECKPOINT bit for bit (its model, optimizer, "
                         "task and settings). --steps may extend it, but then the cosine decay "
                         "is stretched to the new length")
     t = p.add_argument_group("task options")
-    t.add_argument("--min-len", type=int, help="shortest sequence (copy/reverse/shift; task default 1)")
-    t.add_argument("--max-len", type=int, help="longest sequence (copy/reverse/shift; task default 10)")
-    t.add_argument("--num-symbols", type=int, help="alphabet size (copy/reverse/shift; task default 10)")
-    t.add_argument("--offset", type=int, help="shift amount (shift; task default 1)")
-    t.add_argument("--held-out", type=int, dest="held_out_size",
+    t.add_argument("--min-len", type=positive_int, help="shortest sequence (copy/reverse/shift; task default 1)")
+    t.add_argument("--max-len", type=positive_int, help="longest sequence (copy/reverse/shift; task default 10)")
+    t.add_argument("--num-symbols", type=positive_int, help="alphabet size (copy/reverse/shift; task default 10)")
+    t.add_argument("--offset", type=non_negative_int, help="shift amount (shift; task default 1)")
+    t.add_argument("--held-out", type=positive_int, dest="held_out_size",
                    help="held-out sequences, never trained on (task default 1000)")
-    t.add_argument("--min-year", type=int, help="first year (dates; task default 1900)")
-    t.add_argument("--max-year", type=int, help="last year (dates; task default 2099)")
+    t.add_argument("--min-year", type=non_negative_int, help="first year (dates; task default 1900)")
+    t.add_argument("--max-year", type=non_negative_int, help="last year (dates; task default 2099)")
     t.add_argument("--direction", choices=["en-es", "es-en"],
                    help="translation direction (numbers; task default en-es)")
     m = p.add_argument_group("model")
-    m.add_argument("--d-model", type=int, help="model width D (default: preset)")
-    m.add_argument("--heads", type=int, help="attention heads H (default: preset)")
-    m.add_argument("--layers", type=int, help="encoder and decoder layers each (default: preset)")
-    m.add_argument("--d-ff", type=int, help="feed-forward width (default: preset)")
-    m.add_argument("--dropout", type=float, help="dropout rate (default: preset)")
+    m.add_argument("--d-model", type=positive_int, help="model width D (default: preset)")
+    m.add_argument("--heads", type=positive_int, help="attention heads H (default: preset)")
+    m.add_argument("--layers", type=positive_int, help="encoder and decoder layers each (default: preset)")
+    m.add_argument("--d-ff", type=positive_int, help="feed-forward width (default: preset)")
+    m.add_argument("--dropout", type=probability, help="dropout rate (default: preset)")
     m.add_argument("--activation", choices=["gelu", "relu"], help="FFN activation (default: preset)")
     m.add_argument("--norm", choices=["pre", "post"],
                    help="LayerNorm placement: pre-LN trains faster, post-LN is the paper's "
                         "(default: preset)")
     o = p.add_argument_group("optimization")
-    o.add_argument("--steps", type=int, help="maximum optimizer steps (default: preset)")
-    o.add_argument("--batch-size", type=int, help="sequences per step (default: preset)")
-    o.add_argument("--lr", type=float, help="peak learning rate (default: preset)")
-    o.add_argument("--warmup", type=int, help="linear warm-up steps (default: preset)")
+    o.add_argument("--steps", type=positive_int, help="maximum optimizer steps (default: preset)")
+    o.add_argument("--batch-size", type=positive_int, help="sequences per step (default: preset)")
+    o.add_argument("--lr", type=positive_float, help="peak learning rate (default: preset)")
+    o.add_argument("--warmup", type=non_negative_int, help="linear warm-up steps (default: preset)")
     o.add_argument("--schedule", choices=["cosine", "noam", "constant"],
                    help="learning-rate schedule after warm-up (default: preset)")
     o.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], help="(default: preset)")
-    o.add_argument("--weight-decay", type=float, help="(default: preset)")
-    o.add_argument("--clip-norm", type=float, help="max global gradient norm, 0 = off (default: preset)")
-    o.add_argument("--label-smoothing", type=float, help="(default: preset)")
-    o.add_argument("--seed", type=int, default=0, help="seeds the weights, dropout and the data")
+    o.add_argument("--weight-decay", type=non_negative_float, help="(default: preset)")
+    o.add_argument("--clip-norm", type=non_negative_float, help="max global gradient norm, 0 = off (default: preset)")
+    o.add_argument("--label-smoothing", type=probability, help="(default: preset)")
+    o.add_argument("--seed", type=non_negative_int, default=0, help="seeds the weights, dropout and the data")
     e = p.add_argument_group("evaluation and output")
-    e.add_argument("--eval-every", type=int, help="steps between evaluations, 0 = none (default: preset)")
-    e.add_argument("--target", type=float,
+    e.add_argument("--eval-every", type=non_negative_int, help="steps between evaluations, 0 = none (default: preset)")
+    e.add_argument("--target", type=unit_interval,
                    help="stop at this held-out exact match, 0 = never (default: preset)")
-    e.add_argument("--eval-quick", type=int, default=200,
+    e.add_argument("--eval-quick", type=non_negative_int, default=200,
                    help="decode only this many held-out sequences per evaluation until they "
                         "reach --target, then all of them")
-    e.add_argument("--checkpoint-every", type=int, default=0,
+    e.add_argument("--checkpoint-every", type=non_negative_int, default=0,
                    help="also write the checkpoint every N steps (0 = only at the end)")
-    e.add_argument("--log-every", type=int, default=10, help="steps per metrics.jsonl line")
-    e.add_argument("--samples", type=int, default=3, help="held-out examples decoded at the end")
-    e.add_argument("--threads", type=int, default=1,
+    e.add_argument("--log-every", type=positive_int, default=10, help="steps per metrics.jsonl line")
+    e.add_argument("--samples", type=non_negative_int, default=3, help="held-out examples decoded at the end")
+    e.add_argument("--threads", type=threads_or_zero, default=1,
                    help="BLAS threads (needs threadpoolctl; 0 = library default)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar, plain lines")
     e.add_argument("--quiet", action="store_true", help="print only the final summary")
+    e.add_argument("--force", action="store_true",
+                   help="start a new run even if OUT holds another run (erases its metrics; "
+                        "its checkpoint is replaced at the first save)")
     p.set_defaults(func=cmd_train)
 
 
@@ -107,10 +113,11 @@ def _add_eval(sub):
                                    "task's held-out set (never seen in training): teacher-forced "
                                    "loss and token accuracy, and greedy (or beam) exact match.",
                        epilog="example:\n  scratchformer eval --checkpoint runs/copy/checkpoint.npz")
-    p.add_argument("--checkpoint", required=True, help="path of checkpoint.npz")
-    p.add_argument("--beam", type=int, default=1, help="beam size for exact match (1 = greedy)")
+    p.add_argument("--checkpoint", required=True, type=path_arg, help="path of checkpoint.npz")
+    p.add_argument("--beam", type=positive_int, default=1,
+                   help="beam size for exact match (1 = greedy)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    p.add_argument("--threads", type=int, default=1, help="BLAS threads (needs threadpoolctl)")
+    p.add_argument("--threads", type=threads, default=1, help="BLAS threads (needs threadpoolctl)")
     p.set_defaults(func=cmd_eval)
 
 
@@ -125,27 +132,30 @@ def _add_decode(sub):
                               "--input \"1 2 3\" \"9 8\"\n"
                               "  scratchformer decode --checkpoint runs/dates/checkpoint.npz "
                               "--input \"March 3rd, 1999\" --beam 4")
-    p.add_argument("--checkpoint", required=True, help="path of checkpoint.npz")
+    p.add_argument("--checkpoint", required=True, type=path_arg, help="path of checkpoint.npz")
     p.add_argument("--input", nargs="+", required=True, metavar="TEXT",
                    help="one or more inputs, each decoded on its own line")
-    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
-    p.add_argument("--max-len", type=int, help="most tokens to generate (default: the task's)")
+    p.add_argument("--beam", type=positive_int, default=1, help="beam size (1 = greedy)")
+    p.add_argument("--max-len", type=positive_int, help="most tokens to generate (default: the task's)")
     p.set_defaults(func=cmd_decode)
 
 
 def _load_checkpoint(path):
-    from ..training.checkpoint import CheckpointError, load
+    from ..training.checkpoint import load
+    from ..training.rundir import check_input_file
 
     try:
-        model, opt_state, state = load(path)
-    except FileNotFoundError:
-        raise CLIError(f"checkpoint not found: {path}") from None
-    except CheckpointError as e:
-        raise CLIError(str(e)) from None
+        model, opt_state, state = load(check_input_file(path, "checkpoint"))
+    except user_errors() as e:
+        raise CLIError(describe(e)) from None
     if "task" not in state:
         raise CLIError(f"{path}: no task stored in this checkpoint (was it written by "
                        f"'scratchformer train'?)")
-    task = _build_task(state["task"]["name"], state["task"]["options"])
+    try:
+        name, options = state["task"]["name"], dict(state["task"]["options"])
+    except (KeyError, TypeError, ValueError):
+        raise CLIError(f"{path}: the stored task is unreadable: {state['task']!r:.80}") from None
+    task = _build_task(name, options)
     return model, opt_state, state, task
 
 
@@ -208,41 +218,67 @@ def _train_overrides(args) -> dict:
 
 # ---- commands ---------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from ..models.transformer import Transformer
-    from ..training.recipes import make_task_trainer, task_model_config, task_train_config
-    from ..training.trainer import TrainConfig, TrainingDiverged, trainer_state
+    from ..training.rundir import RunDirError, open_run
 
     limiter = set_threads(args.threads)  # noqa: F841  (kept alive for the whole run)
-    progress = False if args.quiet else ("plain" if args.no_progress else True)
+    model, task, config = _prepare_train(args)  # every flag checked before the run directory
+    out = (args.out or os.path.dirname(os.path.abspath(args.resume)) if args.resume
+           else args.out or os.path.join("runs", task.name))
+    try:
+        with open_run(out, resume=bool(args.resume), force=args.force):
+            return _train_run(args, out, model, task, config)
+    except RunDirError as e:
+        raise CLIError(str(e)) from None
+
+
+def _prepare_train(args):
+    """(model, task, TrainConfig) from the flags or the --resume checkpoint; CLIError if bad."""
+    from ..models.transformer import Transformer
+    from ..training.recipes import task_model_config, task_train_config
+    from ..training.trainer import TrainConfig, trainer_state
+
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k in (*_TASK_FLAGS, *_SETTINGS)
                  if getattr(args, k) is not None]
-        if args.task is not None or given:
+        given = (["--task"] if args.task else []) + given + (["--force"] if args.force else [])
+        if given:
             raise CLIError(f"--resume continues with the checkpoint's task, model and settings; "
-                           f"drop {', '.join((['--task'] if args.task else []) + given)} "
-                           f"(only --steps, --out and display flags may change)")
+                           f"drop {', '.join(given)} (only --steps, --out and display flags "
+                           f"may change)")
         model, _, state, task = _load_checkpoint(args.resume)
-        ts = trainer_state(state, args.resume)
-        cfg_dict = dict(ts["train_config"])
-        if args.steps is not None:
-            cfg_dict["steps"] = args.steps
-        config = TrainConfig.from_dict(cfg_dict)
-        out = args.out or os.path.dirname(os.path.abspath(args.resume))
-    else:
-        if args.task is None:
-            raise CLIError(f"--task is required (one of {', '.join(TASK_NAMES)}) unless --resume")
-        if args.task not in TASK_NAMES:
-            raise CLIError(f"unknown task {args.task!r}; valid tasks: {', '.join(TASK_NAMES)}")
-        task = _build_task(args.task, _task_options(args))
         try:
-            model = Transformer(task_model_config(task, seed=args.seed, **_model_overrides(args)))
-            config = task_train_config(task.name, **_train_overrides(args))
+            ts = trainer_state(state, args.resume)
+            cfg_dict = dict(ts["train_config"])
+            done = int(ts["step"])
+        except (ValueError, TypeError, KeyError) as e:
+            raise CLIError(f"{args.resume}: not a resumable training checkpoint ({e})") from None
+        if args.steps is not None:
+            if args.steps < done:
+                raise CLIError(f"--steps {args.steps} is before the checkpoint's step {done}: "
+                               f"--steps N with --resume means 'continue up to N steps in all'")
+            cfg_dict["steps"] = args.steps
+        try:
+            return model, task, TrainConfig.from_dict(cfg_dict)
         except (ValueError, TypeError) as e:
-            raise CLIError(str(e)) from None
-        out = args.out or os.path.join("runs", task.name)
-        metrics = os.path.join(out, "metrics.jsonl")
-        if os.path.exists(metrics):  # a fresh run starts a fresh log
-            os.remove(metrics)
+            raise CLIError(f"{args.resume}: {e}") from None
+    if args.task is None:
+        raise CLIError(f"--task is required (one of {', '.join(TASK_NAMES)}) unless --resume")
+    if args.task not in TASK_NAMES:
+        raise CLIError(f"unknown task {args.task!r}; valid tasks: {', '.join(TASK_NAMES)}")
+    task = _build_task(args.task, _task_options(args))
+    try:
+        model = Transformer(task_model_config(task, seed=args.seed, **_model_overrides(args)))
+        return model, task, task_train_config(task.name, **_train_overrides(args))
+    except (ValueError, TypeError) as e:
+        raise CLIError(str(e)) from None
+
+
+def _train_run(args, out, model, task, config) -> int:
+    """``train`` inside its locked run directory ``out``."""
+    from ..training.recipes import make_task_trainer
+    from ..training.trainer import TrainingDiverged
+
+    progress = False if args.quiet else ("plain" if args.no_progress else True)
     trainer = make_task_trainer(task, model, config, out_dir=out, progress=progress,
                                 quick=args.eval_quick)
     if args.resume:
@@ -259,10 +295,14 @@ def cmd_train(args) -> int:
     except TrainingDiverged as e:
         print(f"scratchformer: error: {e}", file=sys.stderr)
         return 1
-    final = trainer.evaluator.evaluate(model) if trainer.last_eval.get("n") != len(
-        trainer.evaluator.pairs) else trainer.last_eval
-    if final is not trainer.last_eval:
-        trainer.last_eval = final
+    # the numbers printed are measured in this process, over the whole held-out set: never a
+    # resumed run's stored last_eval, never the quick subset
+    measured_now = trainer.last_eval_step == trainer.step
+    if measured_now and trainer.last_eval.get("n") == len(trainer.evaluator.pairs):
+        final = trainer.last_eval
+    else:
+        final = trainer.evaluator.evaluate(model)
+        trainer.last_eval, trainer.last_eval_step = final, trainer.step
         trainer.save(os.path.join(out, "checkpoint.npz"))
     wall = time.perf_counter() - t0
     if args.samples and not args.quiet:
@@ -297,20 +337,31 @@ def cmd_eval(args) -> int:
 
     limiter = set_threads(args.threads)  # noqa: F841
     model, _, state, task = _load_checkpoint(args.checkpoint)
-    if args.beam < 1:
-        raise CLIError(f"--beam must be >= 1, got {args.beam}")
+    check_beam(args.beam, model.config.tgt_vocab_size)
     ev = Seq2SeqEvaluator(task.held_out(), beam_size=args.beam)
     t0 = time.perf_counter()
     m = ev.evaluate(model)
     m["eval_time_s"] = round(time.perf_counter() - t0, 3)
-    m["step"] = state.get("trainer", {}).get("step")
-    if args.json:
-        print(json.dumps({"task": task.name, **m}))
+    trainer = state.get("trainer", {})
+    m["step"] = trainer.get("step") if isinstance(trainer, dict) else None
+    if args.json:  # strict JSON: NaN / inf (a diverged model's loss) become null
+        print(json.dumps(_json_safe({"task": task.name, **m}), allow_nan=False))
     else:
         print(f"{task.name} (step {m['step']}), {'greedy' if args.beam == 1 else f'beam {args.beam}'}"
               f": {format_metrics({k: m[k] for k in ('loss', 'token_accuracy', 'n')})}")
         print(f"exact match: {100 * m['exact_match']:.1f}%")
     return 0
+
+
+def _json_safe(value):
+    """``value`` with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def cmd_decode(args) -> int:
@@ -320,8 +371,7 @@ def cmd_decode(args) -> int:
     from ..models.decoding import beam_search, greedy_decode
 
     model, _, _, task = _load_checkpoint(args.checkpoint)
-    if args.beam < 1:
-        raise CLIError(f"--beam must be >= 1, got {args.beam}")
+    check_beam(args.beam, model.config.tgt_vocab_size)
     try:
         srcs = [task.encode_input(text) for text in args.input]
     except ValueError as e:

@@ -19,7 +19,9 @@ import os
 import sys
 import time
 
-from .common import CLIError
+from .common import (CLIError, check_beam, describe, finite_float, non_negative_int, path_arg,
+                     positive_float, positive_int, probability, threads, user_errors)
+
 
 def register(subparsers) -> None:
     """Add ``translate-train`` and ``translate`` to an argparse ``subparsers`` object."""
@@ -35,58 +37,61 @@ def register(subparsers) -> None:
     src.add_argument("--corpus", choices=["bible-en-es"],
                      help="KJV (1611/1769) → Reina-Valera 1909, split by book "
                           "(apt-get install sword-text-kjv sword-text-sparv)")
-    src.add_argument("--pairs", metavar="FILE", help="your own source<TAB>target file")
+    src.add_argument("--pairs", metavar="FILE", type=path_arg, help="your own source<TAB>target file")
     t.add_argument("--reverse", action="store_true", help="translate target→source instead")
-    t.add_argument("--out", default="runs/translate", help="directory for checkpoint.npz, "
+    t.add_argument("--out", default="runs/translate", type=path_arg, help="directory for checkpoint.npz, "
                                                            "metrics.jsonl, results.json")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    t.add_argument("--val-frac", type=float, default=0.05, help="--pairs: validation share")
-    t.add_argument("--test-frac", type=float, default=0.05, help="--pairs: test share")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.npz (--steps N: up to N steps in all)")
+    t.add_argument("--force", action="store_true",
+                   help="start a new run even if OUT holds another run (erases its metrics)")
+    t.add_argument("--val-frac", type=probability, default=0.05, help="--pairs: validation share")
+    t.add_argument("--test-frac", type=probability, default=0.05, help="--pairs: test share")
     d = t.add_argument_group("tokenizer and data")
-    d.add_argument("--vocab-size", type=int, default=4000, help="joint BPE vocabulary size")
-    d.add_argument("--max-len", type=int, default=64,
+    d.add_argument("--vocab-size", type=positive_int, default=4000, help="joint BPE vocabulary size")
+    d.add_argument("--max-len", type=positive_int, default=64,
                    help="drop training pairs longer than this many tokens (either side)")
-    d.add_argument("--max-tokens", type=int, default=2048,
+    d.add_argument("--max-tokens", type=positive_int, default=2048,
                    help="padded tokens per batch: B · max(S, T) ≤ this")
     g = t.add_argument_group("model")
-    g.add_argument("--d-model", type=int, default=256)
-    g.add_argument("--n-heads", type=int, default=4)
-    g.add_argument("--d-ff", type=int, default=1024)
-    g.add_argument("--layers", type=int, default=2, help="encoder and decoder layers (each)")
-    g.add_argument("--dropout", type=float, default=0.1)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--d-model", type=positive_int, default=256)
+    g.add_argument("--n-heads", type=positive_int, default=4)
+    g.add_argument("--d-ff", type=positive_int, default=1024)
+    g.add_argument("--layers", type=positive_int, default=2, help="encoder and decoder layers (each)")
+    g.add_argument("--dropout", type=probability, default=0.1)
+    g.add_argument("--seed", type=non_negative_int, default=0)
     o = t.add_argument_group("optimisation")
-    o.add_argument("--steps", type=int, default=2400,
+    o.add_argument("--steps", type=positive_int, default=2400,
                    help="training steps; the default is the documented ~28-minute recipe")
-    o.add_argument("--lr", type=float, default=2e-3)
-    o.add_argument("--warmup", type=int, default=100)
-    o.add_argument("--label-smoothing", type=float, default=0.1)
-    o.add_argument("--clip", type=float, default=1.0)
+    o.add_argument("--lr", type=positive_float, default=2e-3)
+    o.add_argument("--warmup", type=non_negative_int, default=100)
+    o.add_argument("--label-smoothing", type=probability, default=0.1)
+    o.add_argument("--clip", type=positive_float, default=1.0)
     e = t.add_argument_group("evaluation and output")
-    e.add_argument("--eval-every", type=int, default=200)
-    e.add_argument("--eval-decode", type=int, default=100,
+    e.add_argument("--eval-every", type=non_negative_int, default=200)
+    e.add_argument("--eval-decode", type=non_negative_int, default=100,
                    help="validation pairs translated (greedy) for BLEU at each evaluation")
-    e.add_argument("--checkpoint-every", type=int, default=100)
-    e.add_argument("--test-beams", type=int, nargs="*", default=[1, 5],
+    e.add_argument("--checkpoint-every", type=non_negative_int, default=100)
+    e.add_argument("--test-beams", type=positive_int, nargs="*", default=[1, 5],
                    help="beam sizes scored on the test split at the end (1 = greedy; none: skip)")
-    e.add_argument("--test-limit", type=int, default=None, help="score only the first N test pairs")
-    e.add_argument("--threads", type=int, default=1, help="BLAS threads (1 is fastest on a busy machine)")
+    e.add_argument("--test-limit", type=positive_int, default=None, help="score only the first N test pairs")
+    e.add_argument("--threads", type=threads, default=1, help="BLAS threads (1 is fastest on a busy machine)")
     e.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=train_command)
 
     s = subparsers.add_parser(
         "translate", formatter_class=fmt, help="translate text with a translate-train checkpoint",
         description="Translate --text (or stdin lines), or score the checkpoint's test split.")
-    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--checkpoint", required=True, type=path_arg)
     s.add_argument("--text", action="append", help="text to translate (repeatable); "
                                                    "default: one text per stdin line")
-    s.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
-    s.add_argument("--length-penalty", type=float, default=0.6)
+    s.add_argument("--beam", type=positive_int, default=1, help="beam size (1 = greedy)")
+    s.add_argument("--length-penalty", type=finite_float, default=0.6)
     s.add_argument("--test", action="store_true",
                    help="score BLEU/chrF on the checkpoint's test split instead")
-    s.add_argument("--test-limit", type=int, default=None)
+    s.add_argument("--test-limit", type=positive_int, default=None)
     s.add_argument("--show-pieces", action="store_true", help="also print the source subwords")
-    s.add_argument("--threads", type=int, default=1, help="BLAS threads")
+    s.add_argument("--threads", type=threads, default=1, help="BLAS threads")
     s.set_defaults(func=translate_command)
 
 
@@ -108,7 +113,31 @@ def _log(msg: str) -> None:
 
 # ---- translate-train ----------------------------------------------------------------------
 def train_command(args) -> int:
-    from ..training.trainer import Trainer, TrainConfig, limit_blas_threads
+    from ..training.rundir import RunDirError, open_run
+
+    if args.resume and args.force:
+        raise CLIError("--force starts a new run; it does not go with --resume")
+    if args.pairs:
+        _check_file(args.pairs, "--pairs file")
+    try:
+        with open_run(args.out, resume=args.resume, force=args.force):
+            return _train_run(args)
+    except RunDirError as e:
+        raise CLIError(str(e)) from None
+
+
+def _check_file(path, what):
+    from ..training.rundir import check_input_file
+
+    try:
+        return check_input_file(path, what)
+    except user_errors() as e:
+        raise CLIError(describe(e)) from None
+
+
+def _train_run(args) -> int:
+    """translate-train inside its locked run directory."""
+    from ..training.trainer import Trainer, TrainConfig, TrainingDiverged, limit_blas_threads
     from ..translation.bpe import BPETokenizer
     from ..translation.data import encode_pairs
     from ..translation.evaluate import format_results, score_test
@@ -116,50 +145,74 @@ def train_command(args) -> int:
 
     _limiter = limit_blas_threads(args.threads)  # noqa: F841  (kept alive for the run)
     ckpt = os.path.join(args.out, "checkpoint.npz")
-    if os.path.exists(ckpt) and not args.resume:
-        raise CLIError(f"{ckpt} exists: pass --resume to continue it, or choose another --out")
+    if args.resume and not os.path.lexists(ckpt):
+        raise CLIError(f"--resume: no checkpoint at {ckpt}")
     t0 = time.perf_counter()
     info = {"corpus": args.corpus, "pairs_path": os.path.abspath(args.pairs) if args.pairs else None,
             "reverse": args.reverse, "val_frac": args.val_frac, "test_frac": args.test_frac,
             "seed": args.seed}
-    train, val, test = _splits(info)
-    _log(f"pairs: train {len(train)}, validation {len(val)}, test {len(test)} "
-         f"({time.perf_counter() - t0:.1f}s)")
-    if args.resume and os.path.exists(ckpt):
-        from ..translation.pipeline import load_translator
-        _, tok, saved = load_translator(ckpt)
-    else:
-        t1 = time.perf_counter()
-        tok = BPETokenizer.train([s for s, _ in train] + [t for _, t in train], args.vocab_size)
-        _log(f"BPE: {len(tok)} symbols learned in {time.perf_counter() - t1:.1f}s")
-        saved = None
-    srcs, tgts = encode_pairs(tok, train, max_len=args.max_len)
-    _log(f"training pairs within --max-len {args.max_len}: {len(srcs)} of {len(train)}")
-    vsrcs, vtgts = encode_pairs(tok, val, max_len=None)
-    batches = TranslationBatches(srcs, tgts, args.max_tokens, seed=args.seed)
-    model = build_model(len(tok), args.d_model, args.n_heads, args.d_ff, args.layers, args.layers,
-                        args.dropout, max_len=max(256, args.max_len), seed=args.seed)
-    cfg = TrainConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, schedule="cosine",
-                      optimizer="adam", label_smoothing=args.label_smoothing, clip_norm=args.clip,
-                      seed=args.seed, eval_every=args.eval_every, target=None,
-                      checkpoint_every=args.checkpoint_every, log_every=10)
-    extra = {**info, "tokenizer": tok.to_dict(), "max_len": args.max_len,
-             "max_tokens": args.max_tokens}
-    trainer = Trainer(model, batches, cfg, out_dir=args.out,
-                      evaluate=TranslationEvaluator(tok, val, vsrcs, vtgts, args.eval_decode),
-                      progress="plain" if args.no_progress else True, extra_state=extra,
-                      blas_threads=args.threads)
-    if saved is not None:
-        trainer.resume(ckpt)
-        _log(f"resumed from {ckpt} at step {trainer.step}")
+    try:  # everything that can be checked is checked before training
+        train, val, test = _splits(info)
+        if not train or not val:
+            raise CLIError(f"the {'training' if not train else 'validation'} split is empty "
+                           f"({len(train)} / {len(val)} / {len(test)} pairs): give more pairs or "
+                           f"a larger --val-frac")
+        if args.test_beams and not test:
+            raise CLIError(f"the test split is empty ({len(train)} / {len(val)} / 0 pairs): "
+                           f"raise --test-frac, or pass --test-beams with no value to skip it")
+        _log(f"pairs: train {len(train)}, validation {len(val)}, test {len(test)} "
+             f"({time.perf_counter() - t0:.1f}s)")
+        if args.resume:
+            from ..training.rundir import check_input_file
+            from ..translation.pipeline import load_translator
+            _, tok, saved = load_translator(check_input_file(ckpt, "checkpoint"))
+        else:
+            t1 = time.perf_counter()
+            tok = BPETokenizer.train([s for s, _ in train] + [t for _, t in train], args.vocab_size)
+            _log(f"BPE: {len(tok)} symbols learned in {time.perf_counter() - t1:.1f}s")
+            saved = None
+        for beam in args.test_beams or ():
+            check_beam(beam, len(tok), "--test-beams")
+        srcs, tgts = encode_pairs(tok, train, max_len=args.max_len)
+        _log(f"training pairs within --max-len {args.max_len}: {len(srcs)} of {len(train)}")
+        if not srcs:
+            raise CLIError(f"no training pair is within --max-len {args.max_len} tokens")
+        vsrcs, vtgts = encode_pairs(tok, val, max_len=None)
+        batches = TranslationBatches(srcs, tgts, args.max_tokens, seed=args.seed)
+        model = build_model(len(tok), args.d_model, args.n_heads, args.d_ff, args.layers,
+                            args.layers, args.dropout, max_len=max(256, args.max_len),
+                            seed=args.seed)
+        cfg = TrainConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, schedule="cosine",
+                          optimizer="adam", label_smoothing=args.label_smoothing,
+                          clip_norm=args.clip, seed=args.seed, eval_every=args.eval_every,
+                          target=None, checkpoint_every=args.checkpoint_every, log_every=10)
+        extra = {**info, "tokenizer": tok.to_dict(), "max_len": args.max_len,
+                 "max_tokens": args.max_tokens}
+        trainer = Trainer(model, batches, cfg, out_dir=args.out,
+                          evaluate=TranslationEvaluator(tok, val, vsrcs, vtgts, args.eval_decode),
+                          progress="plain" if args.no_progress else True, extra_state=extra,
+                          blas_threads=args.threads)
+        if saved is not None:
+            trainer.resume(ckpt)
+            if trainer.step > args.steps:
+                raise CLIError(f"--steps {args.steps} is before the checkpoint's step "
+                               f"{trainer.step}: with --resume, --steps N means 'up to N steps "
+                               f"in all'")
+            _log(f"resumed from {ckpt} at step {trainer.step}")
+    except (*user_errors(), KeyError) as e:
+        raise CLIError(describe(e)) from None
     n_params = sum(p.data.size for p in model.parameters())
     _log(f"model: {n_params / 1e6:.2f}M parameters; {batches.n_batches} batches per epoch, "
          f"{args.steps} steps ≈ {args.steps / batches.n_batches:.2f} epochs")
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except TrainingDiverged as e:
+        print(f"scratchformer: error: {e}", file=sys.stderr)
+        return 1
     _log(f"trained to step {result.step} in {result.train_time_s:.0f}s "
          f"(last loss {result.last_loss:.3f}); checkpoint {ckpt}")
     results = {"train_seconds": round(result.train_time_s, 1), "step": result.step,
-               "val": result.eval}
+               "val": result.eval}  # measured in this run only (empty if no evaluation ran)
     if args.test_beams:
         results["test"] = score_test(model, tok, train, test, args.test_beams, args.test_limit)
         print(format_results(results["test"]))
@@ -175,14 +228,26 @@ def translate_command(args) -> int:
     from ..translation.pipeline import load_translator
 
     _limiter = limit_blas_threads(args.threads)  # noqa: F841  (kept alive for the command)
-    model, tok, info = load_translator(args.checkpoint)
+    try:
+        model, tok, info = load_translator(_check_file(args.checkpoint, "checkpoint"))
+        check_beam(args.beam, len(tok))
+        if args.test:
+            train, _, test = _splits(info)
+            if not test:
+                raise CLIError(f"{args.checkpoint}: its test split is empty (test_frac "
+                               f"{info.get('test_frac')}): nothing to score")
+    except (*user_errors(), KeyError) as e:
+        raise CLIError(describe(e)) from None
     if args.test:
-        train, _, test = _splits(info)
         r = score_test(model, tok, train, test, sorted({1, args.beam}), args.test_limit)
         print(format_results(r))
         return 0
     texts = args.text if args.text else [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    outs = translate_texts(model, tok, texts, beam=args.beam, length_penalty=args.length_penalty)
+    try:
+        outs = translate_texts(model, tok, texts, beam=args.beam,
+                               length_penalty=args.length_penalty)
+    except ValueError as e:
+        raise CLIError(f"--text: {describe(e)}") from None
     for text, out in zip(texts, outs):
         if args.show_pieces:
             print(" ".join(tok.pieces(text)))

@@ -157,6 +157,28 @@ def load_corpus(name_or_path: str | os.PathLike = "tiny", root: str | None = Non
     return text
 
 
+def iter_corpus_file(path: str | os.PathLike, chunk_chars: int = 1 << 22):
+    """The text of a UTF-8 corpus file in chunks of at most ``chunk_chars`` characters
+    (newlines normalised as ``load_corpus`` does), so a large file is never held whole.
+    The same errors as ``load_corpus``: not a regular file, not UTF-8, empty."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):  # isfile: a FIFO or a directory is refused, never opened
+        raise ValueError(f"corpus must be 'tiny', 'all' or an existing text file, got {path!r}")
+    empty = True
+    with open(path, encoding="utf-8") as f:
+        while True:
+            try:
+                chunk = f.read(chunk_chars)
+            except UnicodeDecodeError as e:
+                raise ValueError(f"corpus file {path} is not valid UTF-8 ({e})") from None
+            if not chunk:
+                break
+            empty = False
+            yield chunk
+    if empty:
+        raise ValueError(f"corpus file {path} is empty")
+
+
 def train_val_split(text: str, train_fraction: float = 0.9) -> tuple[str, str]:
     """First ``train_fraction`` of the characters for training, the rest for validation
     (no shuffling: validation text is a contiguous block the model never saw)."""

@@ -11,6 +11,12 @@ One step (the same as NumPy's loop, with autograd doing the backward):
     grads   = autograd; under DDP all-reduced (averaged) across ranks
     clip    = clip_grad_norm_(params, --clip);  AdamW(betas=(0.9, 0.98), eps=1e-9)
 
+A non-finite loss or gradient norm halts the run before the update (``TrainingDiverged``
+naming the step, as in NumPy's ``Trainer``; exit status 1), and weights that are not all
+finite are never saved. The ``--out`` file is checked before training: its directory must
+be writable, an existing file (another run's checkpoint) is refused unless ``--force``,
+and ``OUT.lock`` keeps a second trainer off it.
+
 Data parallelism: every rank draws the same *global* batch from one generator seeded with
 ``--seed`` and keeps its own slice of rows (rank r: rows r·b .. (r+1)·b, b = batch / world).
 Each rank's loss is its sum of token losses divided by the *global* token count, times the
@@ -23,6 +29,8 @@ saved with ``scratchformer.training.checkpoint.save`` (the same ``.npz`` as NumP
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import time
 
@@ -33,7 +41,9 @@ import torch.nn.functional as F
 
 from ..models.gpt import GPTConfig
 from ..models.transformer import TransformerConfig
+from ..training.rundir import check_writable_dir, open_output_file
 from ..training.schedules import WarmupCosine
+from ..training.trainer import TrainingDiverged
 from .convert import to_numpy
 from .decoding import greedy_decode
 from .models import TorchGPT, TorchTransformer
@@ -104,13 +114,10 @@ class CorpusData:
     """Random windows of a character corpus (90 % train / 10 % val), sliced per rank."""
 
     def __init__(self, corpus: str, block: int, seed: int):
-        from ..data.chartok import CharTokenizer
-        from ..data.shakespeare import load_corpus, train_val_split
+        from ..training.lm import corpus_ids, split_ids
 
-        text = load_corpus(corpus)
-        self.tok = CharTokenizer.from_text(text)
-        train, val = train_val_split(text)
-        self.train, self.val = self.tok.encode(train), self.tok.encode(val)
+        self.tok, ids = corpus_ids(corpus)  # compact ids (uint8 for <= 256 characters)
+        self.train, self.val = split_ids(ids)
         if len(self.val) <= block + 1:
             raise ValueError(f"corpus too short for --block-size {block}: validation split has "
                              f"{len(self.val)} characters")
@@ -118,7 +125,7 @@ class CorpusData:
 
     def windows(self, data: np.ndarray, rng, B: int):
         i = rng.integers(0, len(data) - self.block - 1, size=B)[:, None] + np.arange(self.block)
-        return data[i], data[i + 1]  # (B, T) inputs, (B, T) next characters
+        return data[i].astype(np.int64), data[i + 1].astype(np.int64)  # (B, T), (B, T) next
 
     def batch(self, B: int, rank: int, world: int):
         x, y = self.windows(self.train, self.rng, B)
@@ -169,9 +176,19 @@ def train(args) -> tuple[torch.nn.Module, dict]:
     Returns (the trained model, unwrapped from DDP, on its device; a summary dict). Under
     torchrun every rank returns its own replica; only rank 0 logs and saves.
     """
+    _check_args(args)
+    out = _out_path(args)
+    if out and int(os.environ.get("RANK", "0")) == 0:  # checked before any work, held to the end
+        run = open_output_file(out, force=getattr(args, "force", False))
+    else:
+        run = contextlib.nullcontext()
+    with run:
+        return _train(args, out)
+
+
+def _train(args, out):
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    _check_args(args)
     env = Dist(args.device)
     try:
         if args.threads or args.device == "cpu":
@@ -201,8 +218,17 @@ def train(args) -> tuple[torch.nn.Module, dict]:
             loss, local_sum = step_loss(net, batch, n_tok, env.world, env.device, bool(args.task))
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if args.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            # clip (or only measure, with an infinite bound): the norm is over all ranks' grads
+            norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                        args.clip if args.clip > 0 else math.inf))
+            loss_value = float(local_sum)
+            if not (math.isfinite(loss_value) and math.isfinite(norm)):
+                what = (f"loss became {loss_value / n_tok:g}" if not math.isfinite(loss_value)
+                        else f"gradient norm became {norm:g}")
+                raise TrainingDiverged(
+                    f"training halted: {what} at step {step} (lr {sched(step):.3g}); the weights "
+                    f"were not updated with it and nothing was saved. Try a lower learning rate, "
+                    f"a longer warm-up or gradient clipping", step)
             opt.step()
             if step % args.log_every == 0 or step == args.steps:
                 if env.enabled:  # the global mean loss, for the log
@@ -222,7 +248,6 @@ def train(args) -> tuple[torch.nn.Module, dict]:
                     log(f"{k}: {summary[k]:.4f}")
             if args.corpus and "sample" in summary:
                 log("sample:\n" + summary["sample"])
-            out = _out_path(args)
             if out:
                 save_checkpoint(out, model, data, args, summary)
                 summary["checkpoint"] = out
@@ -273,7 +298,13 @@ def save_checkpoint(path: str, model, data, args, summary: dict) -> None:
     """The NumPy twin of ``model``, saved with ``scratchformer.training.checkpoint.save`` (torch-free to load)."""
     from ..training.checkpoint import save
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    bad = [name for name, p in model.state_dict().items()
+           if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+    if bad:  # never replace a good checkpoint with NaN weights
+        raise TrainingDiverged(f"the trained weights are not finite ({', '.join(bad[:3])}"
+                               f"{', ...' if len(bad) > 3 else ''}); {path} was not written",
+                               int(args.steps))
+    check_writable_dir(os.path.dirname(os.path.abspath(path)))
     extra = {"trained_with": "torch", "step": args.steps, "final_loss": summary["final_loss"],
              "torch_train_args": {k: v for k, v in vars(args).items() if k != "func"}}
     if args.task:

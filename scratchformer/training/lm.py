@@ -1,5 +1,7 @@
 """The glue that trains the character-level GPT with the project's one loop (``Trainer``).
 
+- ``corpus_ids(corpus)``: the tokenizer and the whole text as compact ids (uint8 when the
+  vocabulary fits, else uint16/uint32), read in chunks: a 200 MB file takes ~200 MB;
 - ``random_blocks(data, block, batch)``: the batches, random contiguous blocks of the text;
 - ``LMEvaluator`` (train/val loss on fixed blocks) and ``full_loss`` (a whole split);
 - ``train_gpt(corpus, out_dir, ...)``: data, model, AdamW + warm-up/cosine, checkpoints, resume;
@@ -20,10 +22,65 @@ import numpy as np
 
 from ..core.loss import CrossEntropyLoss
 from ..data.chartok import CharTokenizer
-from ..data.shakespeare import load_corpus, train_val_split
+from ..data.shakespeare import iter_corpus_file, load_corpus
 from ..models.gpt import GPT, GPTConfig
 from .checkpoint import load
+from .rundir import check_input_file, open_run
 from .trainer import TrainConfig, Trainer, limit_blas_threads, trainer_state
+
+
+def compact_dtype(vocab_size: int):
+    """The smallest unsigned integer dtype that holds ids 0 .. vocab_size - 1."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if vocab_size <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    raise ValueError(f"vocabulary of {vocab_size} characters is too large")
+
+
+def corpus_ids(corpus="tiny", text: str | None = None, tokenizer: CharTokenizer | None = None,
+               chunk_chars: int = 1 << 22):
+    """``(tokenizer, ids)``: the corpus (``load_corpus`` names, a file path, or ``text``)
+    as one 1-D array of ids in ``compact_dtype(V)``.
+
+    A file is read twice in chunks of ``chunk_chars`` characters (first its character
+    set, then the ids), so the peak memory is the ids (1 byte a character for V <= 256)
+    plus one chunk, never the text as a str plus int64 ids. ``tokenizer``: encode with
+    this one (e.g. a checkpoint's) after checking the corpus has exactly its characters.
+    """
+    if text is not None or str(corpus) in ("tiny", "all"):
+        text = load_corpus(corpus) if text is None else text
+        chunks = lambda: (text,)  # noqa: E731
+    else:
+        path = os.fspath(corpus)
+        chunks = lambda: iter_corpus_file(path, chunk_chars)  # noqa: E731
+    chars, n = set(), 0
+    for chunk in chunks():
+        chars.update(chunk)
+        n += len(chunk)
+    if n == 0:
+        raise ValueError("the corpus is empty")
+    found = CharTokenizer(sorted(chars))
+    if tokenizer is not None and tokenizer != found:
+        raise ValueError(f"the corpus {corpus!r} has a different character set than the "
+                         f"checkpoint's tokenizer ({found.vocab_size} vs {tokenizer.vocab_size} "
+                         f"characters)")
+    tokenizer = tokenizer or found
+    ids = np.empty(n, dtype=compact_dtype(tokenizer.vocab_size))
+    pos = 0
+    for chunk in chunks():
+        ids[pos:pos + len(chunk)] = tokenizer.encode(chunk)
+        pos += len(chunk)
+    return tokenizer, ids
+
+
+def split_ids(ids, train_fraction: float = 0.9):
+    """(train, val) views of ``ids``: the first ``train_fraction`` and the rest (no copy),
+    as ``train_val_split`` cuts the text."""
+    n = int(len(ids) * train_fraction)
+    if n == 0 or n == len(ids):
+        raise ValueError(f"text of {len(ids)} characters is too short to split at "
+                         f"train_fraction={train_fraction}")
+    return ids[:n], ids[n:]
 
 
 def load_gpt(path):
@@ -54,7 +111,8 @@ def sample_text(model, tokenizer, prompt: str, tokens: int, temperature: float =
 
 def random_blocks(data, block: int, batch: int):
     """``batch_fn(rng, step) -> (x, y)`` for ``Trainer``: ``batch`` random
-    contiguous blocks of ``data`` (1-D token ids), x (B, T) and y = x shifted by one (B, T)."""
+    contiguous blocks of ``data`` (1-D token ids), x (B, T) and y = x shifted by one (B, T).
+    ``data`` may be a compact dtype (uint8/uint16): only the batch is cast to int64."""
     data = np.asarray(data)
     n_starts = len(data) - block  # a start i needs tokens i .. i + block (inclusive)
     if n_starts < 1:
@@ -64,7 +122,7 @@ def random_blocks(data, block: int, batch: int):
 
     def batch_fn(rng, step):
         ix = rng.integers(0, n_starts, batch)[:, None] + offsets  # (B, T) positions
-        return data[ix], data[ix + 1]
+        return data[ix].astype(np.int64), data[ix + 1].astype(np.int64)
 
     return batch_fn
 
@@ -99,19 +157,20 @@ def full_loss(model, data, block: int, batch_size: int = 64) -> float:
     crit, total = CrossEntropyLoss(), 0.0
     with model.eval_mode():
         for i in range(0, n, batch_size):
-            x, y = x_all[i:i + batch_size], y_all[i:i + batch_size]
+            x = x_all[i:i + batch_size].astype(np.int64)  # (b, T): the split stays compact
+            y = y_all[i:i + batch_size].astype(np.int64)
             total += crit(model(x), y) * x.size
     return total / x_all.size
 
 
 def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads: int = 4,
               d_model: int = 128, d_ff: int | None = None, block: int = 64, dropout: float = 0.0,
-              tie_embeddings: bool = True, seed: int = 0, steps: int = 2000, batch: int = 12,
+              tie_embeddings: bool = True, seed: int = 0, steps: int | None = None, batch: int = 12,
               lr: float = 1e-3, min_lr: float = 1e-4, warmup: int = 100, beta2: float = 0.99,
               weight_decay: float = 0.1, clip: float = 1.0, eval_every: int = 250,
               eval_batches: int = 20, checkpoint_every: int = 500, resume: bool = False,
               until: int | None = None, progress=True, threads: int | None = None,
-              text: str | None = None) -> dict:
+              text: str | None = None, force: bool = False) -> dict:
     """Train a character-level GPT with ``Trainer`` (the project's one loop).
 
     Data: ``load_corpus(corpus)`` (or ``text``), a CharTokenizer over all of it, the first
@@ -121,37 +180,65 @@ def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads:
     The defaults are nanoGPT's CPU recipe. Checkpoints (``out_dir/checkpoint.npz``) hold the
     tokenizer as JSON (``state["tokenizer"]``); ``resume`` continues one bit for bit (with
     the checkpoint's model and training configuration; the size arguments are ignored).
+    ``steps``: the run's total length (default 2000; on resume the checkpoint's, and a
+    given ``steps`` extends it up to that many in all, stretching the cosine decay).
     ``until``: stop after that many steps (the schedule still spans ``steps``).
+
+    With an ``out_dir`` the run holds its lock (``rundir.open_run``) for the whole call: a
+    new run refuses a directory holding another run unless ``force``, the directory is
+    checked writable before any work, and a second trainer on it is refused.
 
     Returns {"model", "tokenizer", "result" (TrainResult), "val_loss" (whole validation
     split), "wall_s" (the whole call, data loading and final evaluation included)}.
     """
     t0 = time.perf_counter()
+    if out_dir is None:
+        if resume:
+            raise ValueError("resume needs an out_dir holding checkpoint.npz")
+        return _train_gpt(**locals())
+    with open_run(out_dir, resume=resume, force=force):
+        return _train_gpt(**locals())
+
+
+def _train_gpt(*, corpus, out_dir, n_layers, n_heads, d_model, d_ff, block, dropout,
+               tie_embeddings, seed, steps, batch, lr, min_lr, warmup, beta2, weight_decay, clip,
+               eval_every, eval_batches, checkpoint_every, resume, until, progress, threads,
+               text, force, t0) -> dict:
     threads = 1 if threads is None else threads  # one BLAS thread unless asked: see limit_blas_threads
     limiter = limit_blas_threads(threads)  # noqa: F841  (kept alive for the whole run)
-    text = load_corpus(corpus) if text is None else text
     ckpt = None if out_dir is None else os.path.join(os.fspath(out_dir), "checkpoint.npz")
     if resume:
-        if ckpt is None or not os.path.exists(ckpt):
+        if not os.path.lexists(ckpt):
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
-        model, _, state = load(ckpt)
+        model, _, state = load(check_input_file(ckpt, "checkpoint"))
+        if "tokenizer" not in state or "block" not in state:
+            raise ValueError(f"{ckpt}: not a 'gpt train' checkpoint (no tokenizer/block stored)")
         tokenizer = CharTokenizer.from_json(state["tokenizer"])
-        tcfg = TrainConfig.from_dict(trainer_state(state, ckpt)["train_config"])
+        ts = trainer_state(state, ckpt)
+        cfg = dict(ts["train_config"])
+        if steps is not None:  # --resume --steps N: up to N steps in all, as in 'train'
+            if steps < int(ts["step"]):
+                raise ValueError(f"--steps {steps} is before the checkpoint's step {ts['step']}: "
+                                 f"with --resume, --steps N means 'up to N steps in all'")
+            cfg["steps"] = steps
+        tcfg = TrainConfig.from_dict(cfg)
         block = int(state["block"])
-        if tokenizer != CharTokenizer.from_text(text):
-            raise ValueError(f"--resume: the corpus {corpus!r} has a different character set "
-                             f"than the checkpoint's tokenizer")
+        tokenizer, ids = corpus_ids(corpus, text, tokenizer)
     else:
-        tokenizer = CharTokenizer.from_text(text)
+        tokenizer, ids = corpus_ids(corpus, text)
         model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, d_model=d_model, n_heads=n_heads,
                               d_ff=d_ff or 4 * d_model, n_layers=n_layers, max_len=block,
                               dropout=dropout, tie_embeddings=tie_embeddings, seed=seed))
-        tcfg = TrainConfig(steps=steps, batch_size=batch, lr=lr, warmup=warmup, schedule="cosine",
+        tcfg = TrainConfig(steps=2000 if steps is None else steps, batch_size=batch, lr=lr,
+                           warmup=warmup, schedule="cosine",
                            min_lr_ratio=min_lr / lr, optimizer="adamw", betas=(0.9, beta2),
                            eps=1e-8, weight_decay=weight_decay, clip_norm=clip, seed=seed,
                            eval_every=eval_every, checkpoint_every=checkpoint_every, log_every=10)
-    train_text, val_text = train_val_split(text)
-    train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
+    train_ids, val_ids = split_ids(ids)  # views: the text is held once, compactly
+    for name, part in (("training", train_ids), ("validation", val_ids)):
+        if len(part) < block + 1:
+            raise ValueError(f"the {name} split has {len(part)} characters, too few for "
+                             f"--block {block} (needs at least {block + 1})")
     evaluator = LMEvaluator({"train": train_ids, "val": val_ids}, block, tcfg.batch_size,
                             eval_batches) if eval_batches else None
     trainer = Trainer(model, random_blocks(train_ids, block, tcfg.batch_size), tcfg,

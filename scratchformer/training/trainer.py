@@ -25,7 +25,11 @@ the run had never stopped. The same seeds give the same weights, batches and los
     result = trainer.fit()
 
 A loss or gradient norm that becomes NaN/inf halts training with ``TrainingDiverged``
-naming the step, before the optimizer can write garbage into the weights.
+naming the step, before the optimizer can write garbage into the weights. Ctrl-C (SIGINT)
+or SIGTERM during ``fit`` finishes the step under way, writes the checkpoint at that step
+(when there is an ``out_dir``; it resumes bit for bit like any other) and raises
+``TrainingInterrupted`` (exit status 130 / 143 from the command line); a second signal
+stops at once.
 
 Beside this module: ``recipes.py`` (``Seq2SeqEvaluator`` and the toy-task recipes
 ``TASK_PRESETS``, ``train_task``, ...), ``lm.py`` (the GPT's data, evaluation and
@@ -38,6 +42,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -48,6 +54,7 @@ from ..core.loss import CrossEntropyLoss
 from .checkpoint import load, save
 from .optim import SGD, Adam, AdamW, clip_grad_norm
 from .progress import Progress, format_metrics
+from .rundir import repair_metrics
 from .schedules import ConstantLR, NoamSchedule, WarmupCosine
 
 
@@ -57,6 +64,46 @@ class TrainingDiverged(FloatingPointError):
     def __init__(self, message: str, step: int):
         super().__init__(message)
         self.step = step
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped ``fit`` between two steps; the checkpoint (if any) holds
+    that step. ``.step``, ``.signum``, ``.checkpoint`` (path or None), ``.exit_status``
+    (128 + the signal number: 130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, step: int, signum: int, checkpoint: str | None):
+        super().__init__(message)
+        self.step, self.signum, self.checkpoint = step, signum, checkpoint
+        self.exit_status = 128 + signum
+
+
+class _StopSignals:
+    """While active, the first SIGINT/SIGTERM only sets ``.signum`` (the loop stops at the
+    next step boundary); the previous handlers come back at once, so a second signal acts
+    as usual. Only in the main thread (elsewhere Python cannot set handlers): a no-op."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum, self.previous = None, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        self._restore()
+
+    def _restore(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self.previous = {}
+
+    def __exit__(self, *exc):
+        self._restore()
 
 
 # ---- configuration ------------------------------------------------------------------------
@@ -196,7 +243,8 @@ class TrainResult:
     stop_reason: str               # "target" | "steps" | "until"
     train_time_s: float            # wall time spent in this fit() call
     last_loss: float               # mean training loss over the last logging window
-    eval: dict = field(default_factory=dict)     # the last evaluation's metrics
+    eval: dict = field(default_factory=dict)     # the last evaluation run in this fit() call
+                                                 # (empty if none: never a resumed run's)
     history: list = field(default_factory=list)  # every record written to metrics.jsonl
 
 
@@ -240,6 +288,7 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)  # the data RNG
         self.step = 0
         self.last_eval: dict = {}
+        self.last_eval_step: int | None = None  # when this process measured last_eval
         self.history: list[dict] = []
 
     # -- the loop
@@ -250,7 +299,7 @@ class Trainer:
         if self.out_dir:
             os.makedirs(self.out_dir, exist_ok=True)
             if self.step == 0:  # a fresh run starts a fresh log
-                self._rewrite_metrics(lambda rec: False)
+                open(os.path.join(self.out_dir, "metrics.jsonl"), "w").close()
         model.train()
         limiter = limit_blas_threads(self.blas_threads)
         bar = Progress(self.progress, cfg.steps, self.step)
@@ -258,8 +307,11 @@ class Trainer:
         win_loss, win_tok, win_n, win_t0 = 0.0, 0, 0, time.perf_counter()
         stop = "steps" if end == cfg.steps else "until"
         last_loss = float("nan")
+        evals_before = self.last_eval_step
+        signals = _StopSignals()
         try:
-            while self.step < end:
+            signals.__enter__()
+            while self.step < end and signals.signum is None:
                 step = self.step + 1
                 batch = self.batch_fn(self.rng, step)
                 opt.zero_grad()
@@ -295,21 +347,38 @@ class Trainer:
                         break
                 if self.out_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                     self.save(os.path.join(self.out_dir, "checkpoint.npz"))
+            if signals.signum is not None:
+                self._interrupted(signals.signum)
         finally:
+            signals.__exit__()
             bar.close()
             if limiter is not None:
                 limiter.restore_original_limits()
         if self.out_dir:
             self.save(os.path.join(self.out_dir, "checkpoint.npz"))
+        measured = self.last_eval_step is not None and self.last_eval_step != evals_before
         return TrainResult(self.step, stop, time.perf_counter() - t_start, last_loss,
-                           dict(self.last_eval), list(self.history))
+                           dict(self.last_eval) if measured else {}, list(self.history))
+
+    def _interrupted(self, signum: int):
+        """Save the checkpoint at the current step, then raise TrainingInterrupted."""
+        name = signal.Signals(signum).name
+        path = None
+        if self.out_dir:
+            path = os.path.join(self.out_dir, "checkpoint.npz")
+            with _StopSignals():  # a signal during the save must not tear it
+                self.save(path)
+        where = (f"; checkpoint saved at step {self.step}: {path} (continue with --resume)"
+                 if path else " (no output directory: nothing saved)")
+        raise TrainingInterrupted(f"interrupted by {name} at step {self.step}{where}",
+                                  self.step, signum, path)
 
     def run_eval(self) -> dict:
         """Run ``evaluate`` now (eval mode, no RNG consumed), record and return its metrics."""
         t0 = time.perf_counter()
         metrics = dict(self.evaluate(self.model))
         self.model.train()
-        self.last_eval = metrics
+        self.last_eval, self.last_eval_step = metrics, self.step
         self._record({"kind": "eval", "step": self.step, **metrics,
                       "eval_time_s": time.perf_counter() - t0})
         return metrics
@@ -336,6 +405,7 @@ class Trainer:
         path = os.path.join(self.out_dir, "metrics.jsonl")
         if not os.path.exists(path):
             return
+        repair_metrics(path)  # a run killed mid-write leaves a torn last line
         with open(path, encoding="utf-8") as f:
             lines = [line for line in f if line.strip() and keep(json.loads(line))]
         with open(path, "w", encoding="utf-8") as f:
@@ -372,7 +442,8 @@ class Trainer:
                              f"this model has {len(gens)}")
         for g, s in zip(gens, ts["model_rngs"]):
             g.bit_generator.state = s
-        self.last_eval = ts.get("last_eval", {})
+        self.last_eval = ts.get("last_eval", {})  # saved again as is; not measured by us
+        self.last_eval_step = None
         if self.out_dir:  # drop what an interrupted run logged after its last checkpoint
             self._rewrite_metrics(lambda rec: rec.get("step", 0) <= self.step)
         return state

@@ -78,11 +78,11 @@ def test_resume_refuses_flags_it_would_ignore(trained, capsys):
     (["train"], "--task is required"),
     (["train", "--task", "copy", "--offset", "3"], "--offset applies to task shift"),
     (["train", "--task", "copy", "--d-model", "30", "--heads", "4"], "divisible"),
-    (["train", "--task", "copy", "--lr", "-1"], "lr must be"),
-    (["train", "--task", "copy", "--max-len", "0"], "max_len"),
+    (["train", "--task", "copy", "--lr", "-1"], "argument --lr: must be a finite number > 0"),
+    (["train", "--task", "copy", "--max-len", "0"], "argument --max-len: must be an integer >= 1"),
     (["eval", "--checkpoint", "no/such/file.npz"], "checkpoint not found"),
     (["decode", "--checkpoint", "no/such/file.npz", "--input", "1"], "checkpoint not found"),
-    (["train", "--task", "copy", "--steps", "ten"], "invalid int value"),
+    (["train", "--task", "copy", "--steps", "ten"], "argument --steps: must be an integer"),
 ])
 def test_user_mistakes_exit_2_with_one_line(argv, message, capsys, tmp_path):
     assert main(argv + ["--out", str(tmp_path)] if argv[0] == "train" else argv) == 2

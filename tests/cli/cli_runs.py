@@ -1,0 +1,72 @@
+"""Tiny runs of every training command, shared by the error-discipline and run-safety tests
+(the ``ckpts`` fixture is in conftest.py).
+
+``argv_for(command, out, tmp)`` is a complete, valid and fast (< 1 s) command line for
+``train``, ``gpt train``, ``translate-train`` or ``torch-train`` writing to ``out``;
+
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from scratchformer.cli import main
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+PAIRS = str(FIXTURES / "translation" / "tiny.tsv")
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 30
+
+TRAIN = ["train", "--task", "reverse", "--d-model", "16", "--heads", "2", "--layers", "1",
+         "--d-ff", "32", "--batch-size", "8", "--eval-every", "0", "--samples", "0",
+         "--max-len", "5", "--num-symbols", "5", "--held-out", "10", "--quiet"]
+GPT = ["gpt", "train", "--n-layers", "1", "--n-heads", "2", "--d-model", "16", "--block", "8",
+       "--batch", "4", "--eval-every", "0", "--eval-batches", "1", "--checkpoint-every", "0",
+       "--sample-tokens", "0", "--no-progress"]
+TRANSLATE = ["translate-train", "--pairs", PAIRS, "--vocab-size", "80", "--d-model", "16",
+             "--d-ff", "32", "--n-heads", "2", "--layers", "1", "--warmup", "2",
+             "--eval-every", "0", "--max-tokens", "64", "--no-progress", "--val-frac", "0.1",
+             "--test-frac", "0.1", "--checkpoint-every", "0", "--test-beams"]
+TORCH = ["torch-train", "--task", "copy", "--batch-size", "8", "--d-model", "16", "--n-heads",
+         "2", "--d-ff", "32", "--layers", "1", "--warmup", "1", "--threads", "1",
+         "--eval-size", "0", "--quiet"]
+
+TRAINING_COMMANDS = ("train", "gpt train", "translate-train", "torch-train")
+
+
+def corpus_file(tmp) -> str:
+    path = Path(tmp) / "corpus.txt"
+    if not path.exists():
+        path.write_text(TEXT, encoding="utf-8")
+    return str(path)
+
+
+def argv_for(command: str, out, tmp, steps: int = 2) -> list[str]:
+    """A valid tiny run of ``command`` writing to ``out`` (a directory; torch-train: a file)."""
+    out, s = str(out), ["--steps", str(steps)]
+    if command == "train":
+        return [*TRAIN, *s, "--out", out]
+    if command == "gpt train":
+        return [*GPT, "--corpus", corpus_file(tmp), *s, "--out", out]
+    if command == "translate-train":
+        return [*TRANSLATE, *s, "--out", out]
+    if command == "torch-train":
+        pytest.importorskip("torch")
+        return [*TORCH, *s, "--out", out]
+    raise ValueError(command)
+
+
+def run_out(command: str, tmp) -> Path:
+    """Where ``command``'s run goes in ``tmp``: a directory, or torch-train's file."""
+    return Path(tmp) / ("torch.npz" if command == "torch-train" else "run")
+
+
+def one_line_error(capsys, status: int, rc: int) -> str:
+    """Assert an exit status and a one-line stderr without a traceback; return stderr."""
+    err = capsys.readouterr().err
+    assert rc == status, err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+

@@ -1,0 +1,179 @@
+"""No run is lost or silently mixed with another, the same rule in every training command:
+an unusable output is refused before training, a directory holding another run needs
+--force, a second trainer is locked out (a dead one's lock is taken over), a torn metrics
+line does not break --resume, and --resume --steps N means 'up to N steps in all'."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cli_runs import TRAINING_COMMANDS, argv_for, one_line_error, run_out
+from scratchformer.cli import main
+
+
+def _lock_path(command, out):
+    return f"{out}.lock" if command == "torch-train" else os.path.join(out, "train.lock")
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+@pytest.mark.parametrize("command", TRAINING_COMMANDS)
+def test_an_unusable_output_path_is_refused_before_training(command, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = blocker / ("x.npz" if command == "torch-train" else "run")  # under a regular file
+    err = one_line_error(capsys, 2, main(argv_for(command, out, tmp_path, steps=10**6)))
+    assert str(blocker) in err  # refused at once: 10**6 steps would not finish
+
+
+@pytest.mark.parametrize("command", TRAINING_COMMANDS)
+def test_a_new_run_refuses_another_runs_output_unless_force(command, tmp_path, capsys):
+    out = run_out(command, tmp_path)
+    assert main(argv_for(command, out, tmp_path)) == 0
+    capsys.readouterr()
+    ckpt = out if command == "torch-train" else out / "checkpoint.npz"
+    before = ckpt.read_bytes()
+    err = one_line_error(capsys, 2, main(argv_for(command, out, tmp_path, steps=3)))
+    assert "--force" in err and str(out) in err
+    assert ckpt.read_bytes() == before  # untouched
+    assert main([*argv_for(command, out, tmp_path, steps=3), "--force"]) == 0
+    assert ckpt.read_bytes() != before
+
+
+@pytest.mark.parametrize("command", TRAINING_COMMANDS)
+def test_a_live_trainers_lock_refuses_a_second_one(command, tmp_path, capsys):
+    out = run_out(command, tmp_path)
+    lock = _lock_path(command, out)
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    with open(lock, "w") as f:
+        f.write(f"{os.getpid()}\n")  # this very process: alive
+    err = one_line_error(capsys, 2, main(argv_for(command, out, tmp_path)))
+    assert "another trainer" in err and str(os.getpid()) in err
+    assert os.path.exists(lock)  # not ours to remove
+
+
+@pytest.mark.parametrize("command", TRAINING_COMMANDS)
+def test_a_dead_trainers_lock_is_taken_over_with_a_warning(command, tmp_path, capsys):
+    out = run_out(command, tmp_path)
+    lock = _lock_path(command, out)
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    pid = _dead_pid()
+    with open(lock, "w") as f:
+        f.write(f"{pid}\n")
+    assert main(argv_for(command, out, tmp_path)) == 0
+    err = capsys.readouterr().err
+    assert "taking over the lock" in err and str(pid) in err
+    assert not os.path.exists(lock)  # released at the end
+
+
+@pytest.mark.parametrize("command", ["train", "gpt train", "translate-train"])
+def test_stale_checkpoint_temp_files_are_removed_at_the_next_start(command, tmp_path, capsys):
+    out = run_out(command, tmp_path)
+    out.mkdir()
+    stale = out / ".checkpoint.npz.k2j4x8qz.tmp"  # what a killed checkpoint.save leaves
+    stale.write_bytes(b"half a checkpoint")
+    assert main(argv_for(command, out, tmp_path)) == 0
+    assert not stale.exists() and "interrupted checkpoint save" in capsys.readouterr().err
+
+
+def _resume_argv(command, out, tmp, steps):
+    if command == "train":
+        return ["train", "--resume", str(out / "checkpoint.npz"), "--steps", str(steps), "--quiet"]
+    argv = argv_for(command, out, tmp, steps=steps)
+    return [*argv, "--resume"]
+
+
+def _trained_steps(out) -> int:
+    from scratchformer.training.checkpoint import load
+
+    _, _, state = load(out / "checkpoint.npz")
+    trainer = state["trainer"]
+    return int((trainer if isinstance(trainer, dict) else json.loads(str(trainer)))["step"])
+
+
+@pytest.mark.parametrize("command", ["train", "gpt train", "translate-train"])
+def test_resume_steps_n_continues_up_to_n_in_all(command, tmp_path, capsys):
+    out = run_out(command, tmp_path)
+    assert main(argv_for(command, out, tmp_path, steps=3)) == 0
+    assert _trained_steps(out) == 3
+    assert main(_resume_argv(command, out, tmp_path, 7)) == 0
+    assert _trained_steps(out) == 7  # gpt train used to train zero steps here
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in records) == 7
+    capsys.readouterr()
+    rc = main(_resume_argv(command, out, tmp_path, 5))
+    err = capsys.readouterr().err  # (translate-train logs its progress on stderr too)
+    assert rc == 2 and "Traceback" not in err
+    assert "up to N steps in all" in err.strip().splitlines()[-1]  # refused, not ignored
+
+
+@pytest.mark.parametrize("command", ["train", "gpt train", "translate-train"])
+def test_resume_survives_a_torn_last_metrics_line(command, tmp_path, capsys):
+    out = run_out(command, tmp_path)
+    assert main(argv_for(command, out, tmp_path, steps=3)) == 0
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "train", "step": 4, "lo')  # killed mid-write
+    assert main(_resume_argv(command, out, tmp_path, 5)) == 0
+    assert "torn last line" in capsys.readouterr().err
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records and max(r["step"] for r in records) == 5
+
+
+def test_train_resume_prints_metrics_measured_now(tmp_path, capsys):
+    """A resumed run's stored last_eval is never printed as if it were new."""
+    from scratchformer.training.checkpoint import load, save
+
+    out = tmp_path / "run"
+    assert main(argv_for("train", out, tmp_path, steps=3)) == 0
+    ckpt = out / "checkpoint.npz"
+    model, opt, state = load(ckpt)
+    trainer = state.pop("trainer")
+    trainer = trainer if isinstance(trainer, dict) else json.loads(str(trainer))
+    trainer["last_eval"] = {"loss": 9.999, "token_accuracy": 0.123, "exact_match": 0.777, "n": 10}
+    from scratchformer.training.checkpoint import optimizer_from_state
+    save(ckpt, model, optimizer_from_state(model, opt), trainer=trainer, **state)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(ckpt), "--steps", "4", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "9.999" not in printed and "77.7%" not in printed and "after 4 steps" in printed
+
+
+def test_torch_train_nan_halts_and_keeps_the_good_checkpoint(tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "torch.npz"
+    assert main(argv_for("torch-train", out, tmp_path)) == 0
+    good = out.read_bytes()
+    capsys.readouterr()
+    rc = main([*argv_for("torch-train", out, tmp_path, steps=20), "--force", "--lr", "1e30"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert "training halted" in err and "at step" in err
+    assert out.read_bytes() == good  # never replaced by NaN weights
+    from scratchformer.training.checkpoint import load
+
+    model, _, _ = load(out)
+    assert all(np.isfinite(p.data).all() for p in model.parameters())
+
+
+def test_torch_train_refuses_non_finite_weights_at_save(tmp_path):
+    torch = pytest.importorskip("torch")
+    from scratchformer.cli import build_parser
+    from scratchformer.torch_port.train import build_model, save_checkpoint, TaskData
+    from scratchformer.training.trainer import TrainingDiverged
+
+    args = build_parser().parse_args(argv_for("torch-train", tmp_path / "x.npz", tmp_path))
+    data = TaskData("copy", 0)
+    model = build_model(args, data)
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    with pytest.raises(TrainingDiverged, match="not finite"):
+        save_checkpoint(str(tmp_path / "x.npz"), model, data, args, {"final_loss": 1.0})
+    assert not (tmp_path / "x.npz").exists()
