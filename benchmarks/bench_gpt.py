@@ -3,7 +3,7 @@ ms/iteration of a training step (forward + backward + AdamW) at nanoGPT's CPU re
 
     python benchmarks/bench_gpt.py                       # both, the nanoGPT CPU sizes
     python benchmarks/bench_gpt.py --max-len 256 --tokens 500 --threads 1
-    python benchmarks/bench_gpt.py --checkpoint runs/gpt/final.npz   # a trained model
+    python benchmarks/bench_gpt.py --checkpoint runs/gpt/checkpoint.safetensors   # a trained model
 
 Timings are wall-clock medians over ``--repeats`` runs; on a shared machine they are
 pessimistic (the script prints the 1-minute load average next to them).

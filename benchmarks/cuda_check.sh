@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/cuda_check.sh            # from the repository root; writes to $OUT or /tmp
 #
-# 1. torch-train the "dates" task on cuda for 400 steps (single process), saving a NumPy .npz
+# 1. torch-train the "dates" task on cuda for 400 steps (single process), saving a NumPy .safetensors
 # 2. the same for 60 steps under torchrun (one process: exercises the nccl process group + DDP)
 # 3. a char-GPT on a corpus made of this repository's own text, 300 steps on cuda
 # 4. the same dates config for 30 steps on the CPU, for ms/step against cuda
@@ -27,25 +27,25 @@ COMMON=(--d-model 128 --n-heads 4 --d-ff 512 --layers 3 --batch-size 256 --lr 2e
 
 log "1. torch-train dates on cuda, 400 steps"
 time "$PY" -m scratchformer torch-train --task dates --device cuda --steps 400 "${COMMON[@]}" \
-    --log-every 100 --eval-size 500 --out "$OUT/dates_cuda.npz"
+    --log-every 100 --eval-size 500 --out "$OUT/dates_cuda.safetensors"
 
 log "2. torchrun --nproc_per_node=1 (nccl + DDP), reverse, 60 steps"
 time torchrun --standalone --nproc_per_node=1 -m scratchformer torch-train --task reverse \
-    --device cuda --steps 60 --log-every 20 --eval-size 100 --out "$OUT/reverse_ddp.npz"
+    --device cuda --steps 60 --log-every 20 --eval-size 100 --out "$OUT/reverse_ddp.safetensors"
 
 log "3. char-GPT on the repository's text, cuda, 300 steps"
 cat scratchformer/*.py scratchformer/*/*.py docs/*.md DESIGN.md 2>/dev/null > "$OUT/corpus.txt" || true
 wc -c "$OUT/corpus.txt"
 time "$PY" -m scratchformer torch-train --corpus "$OUT/corpus.txt" --device cuda --steps 300 \
     --d-model 256 --n-heads 8 --d-ff 1024 --layers 4 --block-size 128 --batch-size 64 --lr 1e-3 \
-    --warmup 50 --log-every 100 --eval-size 100 --out "$OUT/gpt_cuda.npz"
+    --warmup 50 --log-every 100 --eval-size 100 --out "$OUT/gpt_cuda.safetensors"
 
 log "4. the dates config on the CPU ($(nproc) cores), 30 steps, for ms/step"
 time "$PY" -m scratchformer torch-train --task dates --device cpu --steps 30 "${COMMON[@]}" \
     --log-every 10 --eval-size 0 --out ""
 
 log "5. NumPy vs torch CPU vs torch CUDA on the cuda-trained checkpoint"
-"$PY" - "$OUT/dates_cuda.npz" <<'EOF'
+"$PY" - "$OUT/dates_cuda.safetensors" <<'EOF'
 import sys, numpy as np, torch
 import scratchformer as sf
 from scratchformer.training.checkpoint import load

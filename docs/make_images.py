@@ -2,7 +2,7 @@
 
     scratchformer train --task dates --out runs/dates
     scratchformer train --task numbers --out runs/numbers
-    python docs/make_images.py runs/dates/checkpoint.npz --numbers runs/numbers/checkpoint.npz
+    python docs/make_images.py runs/dates/checkpoint.safetensors --numbers runs/numbers/checkpoint.safetensors
 
 Writes docs/images/dates_cross_attention.png (the PNG of ``scratchformer attention``),
 docs/images/attention_explorer.png (a screenshot of the HTML explorer in headless Chromium,

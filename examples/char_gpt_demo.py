@@ -62,8 +62,8 @@ def main(argv=None) -> None:
     print(text)
     greedy = [sample_text(model, tok, args.prompt, 100, top_k=1, use_cache=c) for c in (True, False)]
     print(f"--- cached and recomputed greedy generation agree: {greedy[0] == greedy[1]}")
-    print(f"checkpoint: {os.path.join(args.out, 'checkpoint.npz')}  (scratchformer gpt sample "
-          f"--checkpoint {os.path.join(args.out, 'checkpoint.npz')} --prompt \"ROMEO:\")")
+    print(f"checkpoint: {os.path.join(args.out, 'checkpoint.safetensors')}  (scratchformer gpt sample "
+          f"--checkpoint {os.path.join(args.out, 'checkpoint.safetensors')} --prompt \"ROMEO:\")")
 
 
 if __name__ == "__main__":

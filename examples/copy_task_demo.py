@@ -36,7 +36,7 @@ from scratchformer.training.recipes import TASK_PRESETS, train_task  # noqa: E40
 def run(task_name: str, what: str, samples: int = 5) -> float:
     p = argparse.ArgumentParser(description=f"Train the NumPy Transformer to {what}.")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the data")
-    p.add_argument("--out", default=None, help="also write checkpoint.npz + metrics.jsonl here")
+    p.add_argument("--out", default=None, help="also write checkpoint.safetensors + metrics.jsonl here")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar: plain lines")
     args = p.parse_args()
 

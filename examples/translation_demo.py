@@ -1,7 +1,7 @@
 """English → Spanish with the NumPy Transformer: what the model sees, and what it says.
 
     # after: scratchformer translate-train --corpus bible-en-es --out runs/translate
-    python examples/translation_demo.py --checkpoint runs/translate/checkpoint.npz
+    python examples/translation_demo.py --checkpoint runs/translate/checkpoint.safetensors
 
     # no checkpoint yet: a one-minute toy run on the bundled 40-pair fixture
     python examples/translation_demo.py
@@ -46,7 +46,7 @@ def main() -> None:
                             "--d-model", "64", "--d-ff", "128", "--layers", "1", "--steps", "300",
                             "--warmup", "30", "--lr", "3e-3", "--max-tokens", "128",
                             "--eval-every", "0", "--test-beams", "--no-progress"])
-        args.checkpoint = os.path.join(out, "checkpoint.npz")
+        args.checkpoint = os.path.join(out, "checkpoint.safetensors")
         texts = args.text or TOY
     else:
         texts = args.text or BIBLE

@@ -1,8 +1,8 @@
 """``scratchformer`` command line: argparse and thin calls into the library.
 
     scratchformer train --task copy --out runs/copy          # ~99% exact match in seconds
-    scratchformer eval --checkpoint runs/copy/checkpoint.npz
-    scratchformer decode --checkpoint runs/copy/checkpoint.npz --input "3 1 4 1 5" --beam 4
+    scratchformer eval --checkpoint runs/copy/checkpoint.safetensors
+    scratchformer decode --checkpoint runs/copy/checkpoint.safetensors --input "3 1 4 1 5" --beam 4
 
 One module per command group, each with ``register(subparsers)``: ``tasks`` (train, eval,
 decode), ``gpt`` (gpt train, gpt sample), ``translate`` (translate-train, translate),
@@ -26,10 +26,10 @@ from .common import CLIError, Formatter, Parser, describe
 EPILOG = """examples:
   scratchformer train --task copy --out runs/copy
   scratchformer train --task reverse --d-model 128 --steps 3000 --out runs/rev
-  scratchformer train --resume runs/rev/checkpoint.npz       # continue an interrupted run
-  scratchformer eval --checkpoint runs/copy/checkpoint.npz
-  scratchformer decode --checkpoint runs/copy/checkpoint.npz --input "3 1 4 1 5"
-  scratchformer decode --checkpoint runs/dates/checkpoint.npz --input "Friday, 27 November 2026" --beam 4
+  scratchformer train --resume runs/rev/checkpoint.safetensors       # continue an interrupted run
+  scratchformer eval --checkpoint runs/copy/checkpoint.safetensors
+  scratchformer decode --checkpoint runs/copy/checkpoint.safetensors --input "3 1 4 1 5"
+  scratchformer decode --checkpoint runs/dates/checkpoint.safetensors --input "Friday, 27 November 2026" --beam 4
 """
 
 

@@ -3,9 +3,9 @@
 ``register(subparsers)`` adds the command. Nothing heavy is imported here; matplotlib
 only when a PNG is asked for.
 
-    scratchformer attention --checkpoint runs/dates/checkpoint.npz --input "Nov 27, 2026" \\
+    scratchformer attention --checkpoint runs/dates/checkpoint.safetensors --input "Nov 27, 2026" \\
         --out attn.png --kind cross --layer -1          # one PNG: a heatmap per head
-    scratchformer attention --checkpoint runs/dates/checkpoint.npz --input "Nov 27, 2026" \\
+    scratchformer attention --checkpoint runs/dates/checkpoint.safetensors --input "Nov 27, 2026" \\
         --html attn.html                                # every layer, head and kind, offline
 
 The input is decoded greedily; then one teacher-forced forward pass over the source and
@@ -20,9 +20,9 @@ import sys
 from .common import CLIError, any_int, describe, path_arg, positive_int, user_errors
 
 EXAMPLES = """examples:
-  scratchformer attention --checkpoint runs/dates/checkpoint.npz --input "Nov 27, 2026" --out attn.png
-  scratchformer attention --checkpoint runs/dates/checkpoint.npz --input "Nov 27, 2026" --kind enc --layer 0 --out enc0.png
-  scratchformer attention --checkpoint runs/dates/checkpoint.npz --input "Nov 27, 2026" --html attn.html
+  scratchformer attention --checkpoint runs/dates/checkpoint.safetensors --input "Nov 27, 2026" --out attn.png
+  scratchformer attention --checkpoint runs/dates/checkpoint.safetensors --input "Nov 27, 2026" --kind enc --layer 0 --out enc0.png
+  scratchformer attention --checkpoint runs/dates/checkpoint.safetensors --input "Nov 27, 2026" --html attn.html
 """
 
 
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
                     "per head for one layer of one kind (enc: encoder self-attention, dec: decoder "
                     "masked self-attention, cross: decoder -> encoder); --html writes one "
                     "self-contained HTML file to browse every layer, head and kind (no network).")
-    p.add_argument("--checkpoint", required=True, type=path_arg, help="path of checkpoint.npz")
+    p.add_argument("--checkpoint", required=True, type=path_arg, help="path of checkpoint.safetensors")
     p.add_argument("--input", required=True, metavar="TEXT", help="the source text to decode")
     p.add_argument("--out", metavar="PNG", type=path_arg, help="write the heatmaps here (.png, .svg or .pdf)")
     p.add_argument("--html", metavar="HTML", type=path_arg, help="write the interactive explorer here")

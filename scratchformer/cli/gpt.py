@@ -2,8 +2,8 @@
 library behind it is ``scratchformer.training.lm`` (``train_gpt``, ``sample_text``).
 
     scratchformer gpt train --corpus tiny --out runs/gpt          # nanoGPT's CPU recipe
-    scratchformer gpt train --corpus tiny --out runs/gpt --resume # continue from last.npz
-    scratchformer gpt sample --checkpoint runs/gpt/final.npz --prompt "ROMEO:" \\
+    scratchformer gpt train --corpus tiny --out runs/gpt --resume # continue its checkpoint
+    scratchformer gpt sample --checkpoint runs/gpt/checkpoint.safetensors --prompt "ROMEO:" \\
         --tokens 500 --temperature 0.8 --top-k 40
 
 ``register(subparsers)`` adds the ``gpt`` command; the model and the training code load
@@ -35,9 +35,9 @@ def register(subparsers) -> None:
     t.add_argument("--corpus", default="tiny", type=path_arg,
                    help="'tiny' (9 plays, ~1.1M chars), 'all' (38 plays) or the path of a UTF-8 text file")
     t.add_argument("--out", default="runs/gpt", type=path_arg,
-                   help="directory for checkpoint.npz and metrics.jsonl")
+                   help="directory for checkpoint.safetensors and metrics.jsonl")
     t.add_argument("--resume", action="store_true",
-                   help="continue from OUT/checkpoint.npz bit for bit (its model and settings); "
+                   help="continue from OUT/checkpoint.safetensors bit for bit (its model and settings); "
                         "--steps N then means 'up to N steps in all'")
     t.add_argument("--force", action="store_true",
                    help="start a new run even if OUT holds another run (erases its metrics)")
@@ -72,7 +72,7 @@ def register(subparsers) -> None:
 
     s = sub.add_parser("sample", help="generate text from a trained GPT checkpoint",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("--checkpoint", required=True, type=path_arg, help="a .npz written by 'gpt train'")
+    s.add_argument("--checkpoint", required=True, type=path_arg, help="a checkpoint written by 'gpt train'")
     s.add_argument("--prompt", default="\n", help="text to continue (every character must be in the vocabulary)")
     s.add_argument("--tokens", type=non_negative_int, default=500, help="characters to generate")
     s.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 = greedy")
@@ -120,7 +120,7 @@ def train_command(args) -> int:
     print(f"{model.num_parameters():,} parameters; {r.step} steps in {r.train_time_s:.1f} s "
           f"({1000 * r.train_time_s / max(r.step, 1):.0f} ms/step incl. evaluation); "
           f"val loss (whole split) {out['val_loss']:.4f}; wall {out['wall_s']:.1f} s")
-    print(f"checkpoint: {args.out}/checkpoint.npz")
+    print(f"checkpoint: {args.out}/checkpoint.safetensors")
     if args.sample_tokens:
         print("-" * 40)
         tok = out["tokenizer"]

@@ -1,8 +1,8 @@
 """``scratchformer train | eval | decode``: the encoder–decoder on the toy tasks.
 
     scratchformer train --task copy --out runs/copy          # ~99% exact match in seconds
-    scratchformer eval --checkpoint runs/copy/checkpoint.npz
-    scratchformer decode --checkpoint runs/copy/checkpoint.npz --input "3 1 4 1 5" --beam 4
+    scratchformer eval --checkpoint runs/copy/checkpoint.safetensors
+    scratchformer decode --checkpoint runs/copy/checkpoint.safetensors --input "3 1 4 1 5" --beam 4
 """
 
 from __future__ import annotations
@@ -38,15 +38,15 @@ def _add_train(sub):
         "train", help="train an encoder–decoder on a toy task", formatter_class=Formatter,
         description="Train the NumPy Transformer on a toy task (Adam, warm-up + cosine decay, "
                     "gradient clipping), evaluate on held-out data every --eval-every steps, stop "
-                    "at --target exact match, write OUT/checkpoint.npz and OUT/metrics.jsonl.\n\n"
+                    "at --target exact match, write OUT/checkpoint.safetensors and OUT/metrics.jsonl.\n\n"
                     "Flags left at 'preset' take the task's tuned value:\n  " + presets,
         epilog="examples:\n  scratchformer train --task copy --out runs/copy\n"
                "  scratchformer train --task shift --offset 3 --steps 3000 --out runs/shift3\n"
                "  scratchformer train --task dates --no-progress --out runs/dates\n"
-               "  scratchformer train --resume runs/dates/checkpoint.npz")
+               "  scratchformer train --resume runs/dates/checkpoint.safetensors")
     p.add_argument("--task", help=f"the toy task: one of {', '.join(TASK_NAMES)} "
                                   "(required unless --resume)")
-    p.add_argument("--out", type=path_arg, help="run directory for checkpoint.npz and metrics.jsonl "
+    p.add_argument("--out", type=path_arg, help="run directory for checkpoint.safetensors and metrics.jsonl "
                                  "(default: runs/TASK)")
     p.add_argument("--resume", metavar="CHECKPOINT", type=path_arg,
                    help="continue the run saved in CHECKPOINT bit for bit (its model, optimizer, "
@@ -112,8 +112,8 @@ def _add_eval(sub):
                        description="Evaluate a checkpoint written by 'scratchformer train' on its "
                                    "task's held-out set (never seen in training): teacher-forced "
                                    "loss and token accuracy, and greedy (or beam) exact match.",
-                       epilog="example:\n  scratchformer eval --checkpoint runs/copy/checkpoint.npz")
-    p.add_argument("--checkpoint", required=True, type=path_arg, help="path of checkpoint.npz")
+                       epilog="example:\n  scratchformer eval --checkpoint runs/copy/checkpoint.safetensors")
+    p.add_argument("--checkpoint", required=True, type=path_arg, help="path of checkpoint.safetensors")
     p.add_argument("--beam", type=positive_int, default=1,
                    help="beam size for exact match (1 = greedy)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
@@ -128,11 +128,11 @@ def _add_decode(sub):
                                    "train'. Sequence tasks take space-separated symbols "
                                    "('3 1 4'); dates take free text ('27 Nov 2026'), numbers "
                                    "number words ('twenty-one thousand').",
-                       epilog="examples:\n  scratchformer decode --checkpoint runs/rev/checkpoint.npz "
+                       epilog="examples:\n  scratchformer decode --checkpoint runs/rev/checkpoint.safetensors "
                               "--input \"1 2 3\" \"9 8\"\n"
-                              "  scratchformer decode --checkpoint runs/dates/checkpoint.npz "
+                              "  scratchformer decode --checkpoint runs/dates/checkpoint.safetensors "
                               "--input \"March 3rd, 1999\" --beam 4")
-    p.add_argument("--checkpoint", required=True, type=path_arg, help="path of checkpoint.npz")
+    p.add_argument("--checkpoint", required=True, type=path_arg, help="path of checkpoint.safetensors")
     p.add_argument("--input", nargs="+", required=True, metavar="TEXT",
                    help="one or more inputs, each decoded on its own line")
     p.add_argument("--beam", type=positive_int, default=1, help="beam size (1 = greedy)")
@@ -303,7 +303,7 @@ def _train_run(args, out, model, task, config) -> int:
     else:
         final = trainer.evaluator.evaluate(model)
         trainer.last_eval, trainer.last_eval_step = final, trainer.step
-        trainer.save(os.path.join(out, "checkpoint.npz"))
+        trainer.save(os.path.join(out, "checkpoint.safetensors"))
     wall = time.perf_counter() - t0
     if args.samples and not args.quiet:
         _print_samples(model, task, trainer.evaluator.pairs[:args.samples])
@@ -311,7 +311,7 @@ def _train_run(args, out, model, task, config) -> int:
     print(f"{why} after {result.step} steps in {wall:.1f} s; held-out (n={final['n']}): "
           f"loss {final['loss']:.4f}, token accuracy {100 * final['token_accuracy']:.1f}%")
     print(f"exact match: {100 * final['exact_match']:.1f}%")
-    print(f"checkpoint: {os.path.join(out, 'checkpoint.npz')}  metrics: "
+    print(f"checkpoint: {os.path.join(out, 'checkpoint.safetensors')}  metrics: "
           f"{os.path.join(out, 'metrics.jsonl')}")
     return 0
 

@@ -18,7 +18,7 @@ def _out_path(text: str) -> str:
     """--out: a path, or '' for no checkpoint."""
     return text if text == "" else path_arg(text)
 
-HELP = "train the PyTorch twin (autograd, CUDA, torchrun/DDP); saves a NumPy .npz checkpoint"
+HELP = "train the PyTorch twin (autograd, CUDA, torchrun/DDP); saves a NumPy .safetensors checkpoint"
 
 EPILOG = """\
 examples:
@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="tie embeddings and output layer (default: off for tasks, on for GPT)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="weights (via the NumPy init) and data")
     p.add_argument("--out", default=None, type=_out_path,
-                   help="checkpoint path [runs/torch-<task|gpt>.npz]; '' to skip. An existing "
+                   help="checkpoint path [runs/torch-<task|gpt>.safetensors]; '' to skip. An existing "
                         "file is refused unless --force")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--log-every", type=positive_int, default=100)

@@ -3,9 +3,9 @@
     scratchformer translate-train --corpus bible-en-es --out runs/translate
     scratchformer translate-train --corpus bible-en-es --out runs/translate --resume
     scratchformer translate-train --pairs my.tsv --out runs/mine --steps 2000
-    scratchformer translate --checkpoint runs/translate/checkpoint.npz \\
+    scratchformer translate --checkpoint runs/translate/checkpoint.safetensors \\
         --text "And God said, Let there be light" --beam 5
-    scratchformer translate --checkpoint runs/translate/checkpoint.npz --test --beam 5
+    scratchformer translate --checkpoint runs/translate/checkpoint.safetensors --test --beam 5
 
 ``register(subparsers)`` adds both commands; NumPy, the model and sacrebleu load when a
 command runs. The library behind them is ``scratchformer.translation``.
@@ -39,10 +39,10 @@ def register(subparsers) -> None:
                           "(apt-get install sword-text-kjv sword-text-sparv)")
     src.add_argument("--pairs", metavar="FILE", type=path_arg, help="your own source<TAB>target file")
     t.add_argument("--reverse", action="store_true", help="translate target→source instead")
-    t.add_argument("--out", default="runs/translate", type=path_arg, help="directory for checkpoint.npz, "
+    t.add_argument("--out", default="runs/translate", type=path_arg, help="directory for checkpoint.safetensors, "
                                                            "metrics.jsonl, results.json")
     t.add_argument("--resume", action="store_true",
-                   help="continue from OUT/checkpoint.npz (--steps N: up to N steps in all)")
+                   help="continue from OUT/checkpoint.safetensors (--steps N: up to N steps in all)")
     t.add_argument("--force", action="store_true",
                    help="start a new run even if OUT holds another run (erases its metrics)")
     t.add_argument("--val-frac", type=probability, default=0.05, help="--pairs: validation share")
@@ -144,7 +144,7 @@ def _train_run(args) -> int:
     from ..translation.pipeline import TranslationBatches, TranslationEvaluator, build_model
 
     _limiter = limit_blas_threads(args.threads)  # noqa: F841  (kept alive for the run)
-    ckpt = os.path.join(args.out, "checkpoint.npz")
+    ckpt = os.path.join(args.out, "checkpoint.safetensors")
     if args.resume and not os.path.lexists(ckpt):
         raise CLIError(f"--resume: no checkpoint at {ckpt}")
     t0 = time.perf_counter()

@@ -23,7 +23,7 @@ Each rank's loss is its sum of token losses divided by the *global* token count,
 world size, so DDP's gradient average equals the gradient of the global mean loss: N ranks
 train exactly the model one process would train on the whole batch (up to float rounding).
 Only rank 0 logs and writes the checkpoint: the weights converted to a NumPy model and
-saved with ``scratchformer.training.checkpoint.save`` (the same ``.npz`` as NumPy training), so
+saved with ``scratchformer.training.checkpoint.save`` (the same ``.safetensors`` as NumPy training), so
 ``scratchformer.load`` + ``greedy_decode`` decode it without torch.
 """
 
@@ -291,7 +291,7 @@ def evaluate(model, data, args) -> dict:
 def _out_path(args) -> str | None:
     if args.out == "":
         return None
-    return args.out or os.path.join("runs", f"torch-{args.task or 'gpt'}.npz")
+    return args.out or os.path.join("runs", f"torch-{args.task or 'gpt'}.safetensors")
 
 
 def save_checkpoint(path: str, model, data, args, summary: dict) -> None:

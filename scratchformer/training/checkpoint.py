@@ -110,9 +110,9 @@ def write(path, model, opt_meta: dict | None, opt_state: dict | None, state: dic
             array_names.append(key)
             continue
         try:
-            json.dumps(value, default=_json_default, allow_nan=False)
+            json.dumps(value, default=_json_default)
         except (TypeError, ValueError) as e:
-            raise TypeError(f"save: state {key!r} must be JSON-serialisable (finite numbers) or "
+            raise TypeError(f"save: state {key!r} must be JSON-serialisable or "
                             f"a numeric NumPy array, got {type(value).__name__} ({e})") from None
         json_state[key] = value
     rng = getattr(model, "rng", None)

@@ -177,7 +177,7 @@ def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads:
     90% for training and the last 10% for validation; each step draws ``batch`` random
     contiguous blocks of ``block`` + 1 characters. AdamW (β = (0.9, beta2), eps 1e-8),
     linear warm-up then cosine from ``lr`` to ``min_lr`` at ``steps``, clipping at ``clip``.
-    The defaults are nanoGPT's CPU recipe. Checkpoints (``out_dir/checkpoint.npz``) hold the
+    The defaults are nanoGPT's CPU recipe. Checkpoints (``out_dir/checkpoint.safetensors``) hold the
     tokenizer as JSON (``state["tokenizer"]``); ``resume`` continues one bit for bit (with
     the checkpoint's model and training configuration; the size arguments are ignored).
     ``steps``: the run's total length (default 2000; on resume the checkpoint's, and a
@@ -194,7 +194,7 @@ def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads:
     t0 = time.perf_counter()
     if out_dir is None:
         if resume:
-            raise ValueError("resume needs an out_dir holding checkpoint.npz")
+            raise ValueError("resume needs an out_dir holding checkpoint.safetensors")
         return _train_gpt(**locals())
     with open_run(out_dir, resume=resume, force=force):
         return _train_gpt(**locals())
@@ -206,7 +206,7 @@ def _train_gpt(*, corpus, out_dir, n_layers, n_heads, d_model, d_ff, block, drop
                text, force, t0) -> dict:
     threads = 1 if threads is None else threads  # one BLAS thread unless asked: see limit_blas_threads
     limiter = limit_blas_threads(threads)  # noqa: F841  (kept alive for the whole run)
-    ckpt = None if out_dir is None else os.path.join(os.fspath(out_dir), "checkpoint.npz")
+    ckpt = None if out_dir is None else os.path.join(os.fspath(out_dir), "checkpoint.safetensors")
     if resume:
         if not os.path.lexists(ckpt):
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")

@@ -18,7 +18,7 @@ updates from 1)::
 
 ``opt.lr`` is a plain attribute: a schedule, a test or the user sets it between steps.
 ``state_dict()`` is a flat ``{str: ndarray}`` (scalars as 0-d arrays, the class name as a
-string array), so a checkpoint stores it in an ``.npz`` read with ``allow_pickle=False``;
+string array), so a checkpoint stores it as tensors (no pickle);
 ``load_state_dict`` restores it exactly, and a resumed run continues bit for bit.
 
 Speed: every element-wise operation writes into preallocated scratch (``out=``), and each

@@ -163,5 +163,5 @@ def train_task(name: str, *, out_dir=None, progress=True, seed: int = 0, task_op
         final = trainer.evaluator.evaluate(model)
         trainer.last_eval = final
         if out_dir:  # the checkpoint carries the final numbers too
-            trainer.save(os.path.join(out_dir, "checkpoint.npz"))
+            trainer.save(os.path.join(out_dir, "checkpoint.safetensors"))
     return trainer, result, final, task

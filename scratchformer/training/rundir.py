@@ -1,6 +1,6 @@
 """The run directory: checked before training, locked while training, tidied at the start.
 
-A training command writes ``checkpoint.npz`` and ``metrics.jsonl`` into one directory (the
+A training command writes ``checkpoint.safetensors`` and ``metrics.jsonl`` into one directory (the
 *run directory*). This module keeps runs from being lost or mixed:
 
 - ``check_writable_dir(path)``: the directory can be created and a file written in it —
@@ -32,7 +32,7 @@ import stat
 import sys
 import tempfile
 
-RUN_FILES = ("checkpoint.npz", "metrics.jsonl")
+RUN_FILES = ("checkpoint.safetensors", "metrics.jsonl", "checkpoint.npz")  # .npz: a run of the old format
 LOCK_NAME = "train.lock"
 
 
@@ -119,7 +119,7 @@ def check_new_run(path, force: bool = False, flag: str = "--force") -> None:
 
 
 # ``checkpoint.save`` writes ``tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp")`` next to
-# the checkpoint and renames it: ``.checkpoint.npz.k2j4x8qz.tmp`` (any checkpoint extension)
+# the checkpoint and renames it: ``.checkpoint.safetensors.k2j4x8qz.tmp`` (any checkpoint extension)
 _TEMP = re.compile(r"^\.[^/]+\.(npz|safetensors)\.[A-Za-z0-9_]+\.tmp$")
 
 

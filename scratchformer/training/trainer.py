@@ -258,7 +258,7 @@ class Trainer:
         step_fn: ``step_fn(model, batch, crit) -> (loss, n_tokens)`` (forward + backward);
             default ``seq2seq_step`` or ``lm_step`` by the model's kind.
         evaluate: ``evaluate(model) -> {metric: value}``, every ``config.eval_every`` steps.
-        out_dir: where ``checkpoint.npz`` and ``metrics.jsonl`` go (None: nowhere).
+        out_dir: where ``checkpoint.safetensors`` and ``metrics.jsonl`` go (None: nowhere).
         progress: True (tqdm if installed, else plain lines), "plain", or False.
         extra_state: JSON-able dict stored in every checkpoint (e.g. the task, for the CLI).
         criterion: the loss; default CrossEntropyLoss(ignore_index=model.config.pad_id
@@ -346,7 +346,7 @@ class Trainer:
                         stop = "target"
                         break
                 if self.out_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                    self.save(os.path.join(self.out_dir, "checkpoint.npz"))
+                    self.save(os.path.join(self.out_dir, "checkpoint.safetensors"))
             if signals.signum is not None:
                 self._interrupted(signals.signum)
         finally:
@@ -355,7 +355,7 @@ class Trainer:
             if limiter is not None:
                 limiter.restore_original_limits()
         if self.out_dir:
-            self.save(os.path.join(self.out_dir, "checkpoint.npz"))
+            self.save(os.path.join(self.out_dir, "checkpoint.safetensors"))
         measured = self.last_eval_step is not None and self.last_eval_step != evals_before
         return TrainResult(self.step, stop, time.perf_counter() - t_start, last_loss,
                            dict(self.last_eval) if measured else {}, list(self.history))
@@ -365,7 +365,7 @@ class Trainer:
         name = signal.Signals(signum).name
         path = None
         if self.out_dir:
-            path = os.path.join(self.out_dir, "checkpoint.npz")
+            path = os.path.join(self.out_dir, "checkpoint.safetensors")
             with _StopSignals():  # a signal during the save must not tear it
                 self.save(path)
         where = (f"; checkpoint saved at step {self.step}: {path} (continue with --resume)"
@@ -385,8 +385,8 @@ class Trainer:
 
     def _diverged(self, what: str, step: int):
         self._record({"kind": "diverged", "step": step, "message": what})
-        hint = (f"; the last checkpoint is {os.path.join(self.out_dir, 'checkpoint.npz')}"
-                if self.out_dir and os.path.exists(os.path.join(self.out_dir, "checkpoint.npz"))
+        hint = (f"; the last checkpoint is {os.path.join(self.out_dir, 'checkpoint.safetensors')}"
+                if self.out_dir and os.path.exists(os.path.join(self.out_dir, "checkpoint.safetensors"))
                 else "")
         raise TrainingDiverged(f"training halted: {what} (lr {self.schedule(step):.3g}); the "
                                f"weights were not updated with it. Try a lower learning rate, a "

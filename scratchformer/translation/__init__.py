@@ -1,7 +1,7 @@
 """Translation with the encoder–decoder: subword tokenizer, parallel data, baselines, BLEU.
 
     from scratchformer.translation import BPETokenizer, load_splits, load_translator
-    model, tok, info = load_translator("runs/translate/checkpoint.npz")
+    model, tok, info = load_translator("runs/translate/checkpoint.safetensors")
     translate_texts(model, tok, ["And God said, Let there be light"], beam=5)
 
 The command line (``scratchformer translate-train`` / ``scratchformer translate``) lives

@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
 
 
 def test_train_writes_checkpoint_and_metrics(trained, capsys):
-    assert (trained / "checkpoint.npz").exists()
+    assert (trained / "checkpoint.safetensors").exists()
     records = [json.loads(s) for s in (trained / "metrics.jsonl").read_text().splitlines()]
     assert {r["kind"] for r in records} == {"train", "eval"}
     assert max(r["step"] for r in records) == 20
@@ -41,14 +41,14 @@ def test_train_prints_the_exact_match_line(tmp_path, capsys):
 
 
 def test_eval_reports_held_out_metrics(trained, capsys):
-    assert main(["eval", "--checkpoint", str(trained / "checkpoint.npz"), "--json"]) == 0
+    assert main(["eval", "--checkpoint", str(trained / "checkpoint.safetensors"), "--json"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m["task"] == "reverse" and m["step"] == 20
     assert 0 <= m["exact_match"] <= 1 and 0 <= m["token_accuracy"] <= 1 and m["n"] == 50
 
 
 def test_decode_prints_one_line_per_input(trained, capsys):
-    ckpt = str(trained / "checkpoint.npz")
+    ckpt = str(trained / "checkpoint.safetensors")
     assert main(["decode", "--checkpoint", ckpt, "--input", "1 2 3", "4 0"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
@@ -59,8 +59,8 @@ def test_decode_prints_one_line_per_input(trained, capsys):
 def test_resume_continues_to_more_steps(trained, tmp_path, capsys):
     import shutil
 
-    ckpt = tmp_path / "checkpoint.npz"
-    shutil.copy(trained / "checkpoint.npz", ckpt)
+    ckpt = tmp_path / "checkpoint.safetensors"
+    shutil.copy(trained / "checkpoint.safetensors", ckpt)
     assert main(["train", "--resume", str(ckpt), "--steps", "30", "--quiet"]) == 0
     import scratchformer as sf
 
@@ -69,7 +69,7 @@ def test_resume_continues_to_more_steps(trained, tmp_path, capsys):
 
 
 def test_resume_refuses_flags_it_would_ignore(trained, capsys):
-    rc = main(["train", "--resume", str(trained / "checkpoint.npz"), "--lr", "0.1"])
+    rc = main(["train", "--resume", str(trained / "checkpoint.safetensors"), "--lr", "0.1"])
     assert rc == 2 and "drop --lr" in capsys.readouterr().err
 
 
@@ -92,7 +92,7 @@ def test_user_mistakes_exit_2_with_one_line(argv, message, capsys, tmp_path):
 
 
 def test_decode_rejects_unknown_symbols_in_one_line(trained, capsys):
-    rc = main(["decode", "--checkpoint", str(trained / "checkpoint.npz"), "--input", "1 x 3"])
+    rc = main(["decode", "--checkpoint", str(trained / "checkpoint.safetensors"), "--input", "1 x 3"])
     err = capsys.readouterr().err
     assert rc == 2 and "unknown symbol 'x'" in err and len(err.strip().splitlines()) == 1
 

@@ -151,7 +151,7 @@ def test_translate_test_refuses_an_empty_test_split_and_unusable_outputs(tmp_pat
     rc = main(argv_for("translate-train", tmp_path / "r", tmp_path) + ["--test-frac", "0",
                                                                          "--test-beams", "1"])
     assert "test split is empty" in one_line_error(capsys, 2, rc)
-    assert not (tmp_path / "r" / "checkpoint.npz").exists()  # refused before training
+    assert not (tmp_path / "r" / "checkpoint.safetensors").exists()  # refused before training
 
 
 def test_attention_checks_its_output_path_before_decoding(ckpts, tmp_path, capsys):

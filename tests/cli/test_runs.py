@@ -39,7 +39,7 @@ def test_a_new_run_refuses_another_runs_output_unless_force(command, tmp_path, c
     out = run_out(command, tmp_path)
     assert main(argv_for(command, out, tmp_path)) == 0
     capsys.readouterr()
-    ckpt = out if command == "torch-train" else out / "checkpoint.npz"
+    ckpt = out if command == "torch-train" else out / "checkpoint.safetensors"
     before = ckpt.read_bytes()
     err = one_line_error(capsys, 2, main(argv_for(command, out, tmp_path, steps=3)))
     assert "--force" in err and str(out) in err
@@ -78,7 +78,7 @@ def test_a_dead_trainers_lock_is_taken_over_with_a_warning(command, tmp_path, ca
 def test_stale_checkpoint_temp_files_are_removed_at_the_next_start(command, tmp_path, capsys):
     out = run_out(command, tmp_path)
     out.mkdir()
-    stale = out / ".checkpoint.npz.k2j4x8qz.tmp"  # what a killed checkpoint.save leaves
+    stale = out / ".checkpoint.safetensors.k2j4x8qz.tmp"  # what a killed checkpoint.save leaves
     stale.write_bytes(b"half a checkpoint")
     assert main(argv_for(command, out, tmp_path)) == 0
     assert not stale.exists() and "interrupted checkpoint save" in capsys.readouterr().err
@@ -86,7 +86,7 @@ def test_stale_checkpoint_temp_files_are_removed_at_the_next_start(command, tmp_
 
 def _resume_argv(command, out, tmp, steps):
     if command == "train":
-        return ["train", "--resume", str(out / "checkpoint.npz"), "--steps", str(steps), "--quiet"]
+        return ["train", "--resume", str(out / "checkpoint.safetensors"), "--steps", str(steps), "--quiet"]
     argv = argv_for(command, out, tmp, steps=steps)
     return [*argv, "--resume"]
 
@@ -94,7 +94,7 @@ def _resume_argv(command, out, tmp, steps):
 def _trained_steps(out) -> int:
     from scratchformer.training.checkpoint import load
 
-    _, _, state = load(out / "checkpoint.npz")
+    _, _, state = load(out / "checkpoint.safetensors")
     trainer = state["trainer"]
     return int((trainer if isinstance(trainer, dict) else json.loads(str(trainer)))["step"])
 
@@ -133,7 +133,7 @@ def test_train_resume_prints_metrics_measured_now(tmp_path, capsys):
 
     out = tmp_path / "run"
     assert main(argv_for("train", out, tmp_path, steps=3)) == 0
-    ckpt = out / "checkpoint.npz"
+    ckpt = out / "checkpoint.safetensors"
     model, opt, state = load(ckpt)
     trainer = state.pop("trainer")
     trainer = trainer if isinstance(trainer, dict) else json.loads(str(trainer))

@@ -50,10 +50,10 @@ def test_a_signal_saves_a_checkpoint_and_resume_continues(command, sig, status, 
     assert proc.returncode == status, err
     assert "Traceback" not in err
     m = re.search(r"interrupted by (SIG\w+) at step (\d+); checkpoint saved at step \d+: (\S+)", err)
-    assert m and m.group(1) == sig.name and Path(m.group(3)) == out / "checkpoint.npz", err
+    assert m and m.group(1) == sig.name and Path(m.group(3)) == out / "checkpoint.safetensors", err
     step = int(m.group(2))
     assert not (out / "train.lock").exists()
-    resume = (["train", "--resume", str(out / "checkpoint.npz"), "--quiet", "--steps",
+    resume = (["train", "--resume", str(out / "checkpoint.safetensors"), "--quiet", "--steps",
                str(step + 2)] if command == "train"
               else [*argv_for(command, out, tmp_path, steps=step + 2), "--resume"])
     assert main(resume) == 0

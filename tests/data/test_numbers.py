@@ -234,7 +234,7 @@ def test_cli_trains_evaluates_and_decodes_numbers_both_directions(tmp_path, caps
     out = tmp_path / "es-en"
     assert main(["train", "--task", "numbers", "--direction", "es-en", "--out", str(out),
                  *tiny]) == 0
-    ckpt = str(out / "checkpoint.npz")
+    ckpt = str(out / "checkpoint.safetensors")
     assert load(ckpt)[2]["task"]["options"]["direction"] == "es-en"
     assert main(["eval", "--checkpoint", ckpt, "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["n"] == 20
@@ -246,10 +246,10 @@ def test_cli_trains_evaluates_and_decodes_numbers_both_directions(tmp_path, caps
     out = tmp_path / "en-es"
     assert main(["train", "--task", "numbers", "--out", str(out), *tiny]) == 0
     capsys.readouterr()
-    assert main(["decode", "--checkpoint", str(out / "checkpoint.npz"), "--input",
+    assert main(["decode", "--checkpoint", str(out / "checkpoint.safetensors"), "--input",
                  "three thousand four hundred twenty-one"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
-    assert main(["decode", "--checkpoint", str(out / "checkpoint.npz"), "--input",
+    assert main(["decode", "--checkpoint", str(out / "checkpoint.safetensors"), "--input",
                  "one hundred and five"]) == 2
     assert "'and' at position 2 is not an English number word" in capsys.readouterr().err
     assert main(["train", "--task", "dates", "--direction", "es-en", "--out", str(out)]) == 2

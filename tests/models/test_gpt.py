@@ -283,12 +283,12 @@ def test_gpt_training_smoke_loss_falls_and_checkpoint_samples(tmp_path, capsys):
 
     parser = argparse.ArgumentParser()
     cli_gpt.register(parser.add_subparsers())
-    args = parser.parse_args(["gpt", "sample", "--checkpoint", str(tmp_path / "checkpoint.npz"),
+    args = parser.parse_args(["gpt", "sample", "--checkpoint", str(tmp_path / "checkpoint.safetensors"),
                               "--prompt", "All:", "--tokens", "30", "--seed", "1"])
     assert args.func(args) == 0
     text = capsys.readouterr().out
     assert text.startswith("All:") and len(text.rstrip("\n")) >= 34
-    model, tok = gpt_lm.load_gpt(tmp_path / "checkpoint.npz")
+    model, tok = gpt_lm.load_gpt(tmp_path / "checkpoint.safetensors")
     assert tok == out["tokenizer"] and model.config == out["model"].config
     with pytest.raises(ValueError, match="prompt: .*'Z'"):
         gpt_lm.sample_text(model, tok, "Zebra", 5)

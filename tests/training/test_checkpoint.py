@@ -193,8 +193,6 @@ def test_save_rejects_what_cannot_be_stored_without_pickle(make_model, tmp_path)
         save(tmp_path / "x.npz", model, AdamW(make_model().parameters(), lr=1e-3))
     with pytest.raises(TypeError, match="model must be one of"):
         save(tmp_path / "x.npz", object())
-    with pytest.raises(TypeError, match="JSON-serialisable"):
-        save(tmp_path / "x.npz", model, loss=float("nan"))
     assert not list(tmp_path.iterdir())
 
 

@@ -93,7 +93,7 @@ def test_remove_stale_temps_matches_what_checkpoint_save_writes(tmp_path, monkey
     monkeypatch.setattr(checkpoint.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("x")))
     model = GPT(GPTConfig(5, d_model=8, n_heads=2, d_ff=8, n_layers=1, max_len=4))
     with pytest.raises(OSError):
-        checkpoint.save(tmp_path / "checkpoint.npz", model)
+        checkpoint.save(tmp_path / "checkpoint.safetensors", model)
     monkeypatch.undo()
     Path(made[0]).write_bytes(b"left by a killed save")  # as if the process had died
     (tmp_path / "keep.txt").write_text("")
@@ -151,10 +151,10 @@ def test_a_signal_checkpoint_resumes_bit_for_bit(tmp_path, sig, status):
     with pytest.raises(TrainingInterrupted) as info:
         first.fit()
     assert info.value.step == 7 and info.value.exit_status == status  # the step under way finishes
-    assert info.value.checkpoint == str(tmp_path / "checkpoint.npz")
+    assert info.value.checkpoint == str(tmp_path / "checkpoint.safetensors")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
     resumed = _trainer(tmp_path, task)
-    resumed.resume(tmp_path / "checkpoint.npz")
+    resumed.resume(tmp_path / "checkpoint.safetensors")
     assert resumed.step == 7
     resumed.fit()
     for k, v in full.model.state_dict().items():
@@ -169,7 +169,7 @@ def test_fit_reports_only_evaluations_it_ran(tmp_path):
     t.evaluate, t.config.eval_every = (lambda model: {"exact_match": 0.5}), 2
     assert t.fit().eval == {"exact_match": 0.5} and t.last_eval_step == 4
     t2 = _trainer(tmp_path, task, steps=6)
-    t2.resume(tmp_path / "checkpoint.npz")
+    t2.resume(tmp_path / "checkpoint.safetensors")
     assert t2.last_eval == {"exact_match": 0.5} and t2.last_eval_step is None
     assert t2.fit().eval == {}  # no evaluation ran in this fit(): nothing carried over
 
@@ -183,7 +183,7 @@ def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
     from scratchformer.training.checkpoint import load
 
     out = tmp_path / "run"
-    ckpt = out / "checkpoint.npz"
+    ckpt = out / "checkpoint.safetensors"
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     base = ["--steps", "100000", "--checkpoint-every", "1", "--log-every", "1", "--quiet"]
     fresh = [sys.executable, "-m", "scratchformer", "train", "--task", "copy", "--d-model", "16",

@@ -61,7 +61,7 @@ def test_resume_continues_bit_for_bit(make_trainer, tiny_model, tmp_path):
     first = make_trainer(task, steps=2 * n, out_dir=tmp_path / "a")
     first.fit(until=n)
     assert first.step == n
-    ckpt = tmp_path / "a" / "checkpoint.npz"
+    ckpt = tmp_path / "a" / "checkpoint.safetensors"
     assert ckpt.exists()
 
     resumed = make_trainer(task, steps=2 * n, seed=0, out_dir=tmp_path / "b")
@@ -89,7 +89,7 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(make_trainer, tmp_path
     task = copy_task()
     t = make_trainer(task, steps=10, out_dir=tmp_path)
     t.fit(until=4)
-    shutil.copy(tmp_path / "checkpoint.npz", tmp_path / "at4.npz")
+    shutil.copy(tmp_path / "checkpoint.safetensors", tmp_path / "at4.npz")
     t.fit(until=7)  # logged steps 5..7, then "crashed"
     t2 = make_trainer(task, steps=10, out_dir=tmp_path)
     t2.resume(tmp_path / "at4.npz")
@@ -167,7 +167,7 @@ def test_metrics_jsonl_and_checkpoint_written(tiny_model, tmp_path):
     assert [r["step"] for r in evals] == [10, 20]
     for r in evals:
         assert 0 <= r["exact_match"] <= 1 and 0 <= r["token_accuracy"] <= 1 and r["n"] == 50
-    _, _, state = sf.load(tmp_path / "checkpoint.npz")
+    _, _, state = sf.load(tmp_path / "checkpoint.safetensors")
     assert state["trainer"]["step"] == 20
 
 

@@ -217,7 +217,7 @@ def test_cli_trains_resumes_and_translates(tmp_path, capsys):
     assert json.load(open(os.path.join(out, "results.json")))["step"] == 24
     capsys.readouterr()
 
-    ckpt = os.path.join(out, "checkpoint.npz")
+    ckpt = os.path.join(out, "checkpoint.safetensors")
     assert cli.main(["translate", "--checkpoint", ckpt, "--text", "the dog eats",
                                "--text", "good night", "--beam", "3", "--show-pieces"]) == 0
     printed = capsys.readouterr().out.splitlines()
@@ -242,9 +242,9 @@ def test_resumed_training_matches_an_uninterrupted_run(tmp_path):
     straight = trainer(None)
     straight.fit()
     first = trainer(str(tmp_path))
-    first.fit(until=5)  # writes checkpoint.npz at step 5
+    first.fit(until=5)  # writes checkpoint.safetensors at step 5
     second = trainer(None)
-    second.resume(str(tmp_path / "checkpoint.npz"))
+    second.resume(str(tmp_path / "checkpoint.safetensors"))
     second.fit()
     for k, v in straight.model.state_dict().items():
         np.testing.assert_array_equal(v, second.model.state_dict()[k])
@@ -281,6 +281,6 @@ def test_main_cli_loads_the_translate_plugin(tmp_path, capsys):
     assert cli.main(["translate-train", *SMALL, "--out", out, "--steps", "3",
                      "--test-beams"]) == 0
     capsys.readouterr()
-    assert cli.main(["translate", "--checkpoint", os.path.join(out, "checkpoint.npz"),
+    assert cli.main(["translate", "--checkpoint", os.path.join(out, "checkpoint.safetensors"),
                      "--text", "the cat"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1

@@ -34,7 +34,7 @@ def model(task):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, model, task):
-    path = tmp_path_factory.mktemp("ckpt") / "checkpoint.npz"
+    path = tmp_path_factory.mktemp("ckpt") / "checkpoint.safetensors"
     save(path, model, task=task.to_dict())
     return path
 
