@@ -220,10 +220,28 @@ def _train_overrides(args) -> dict:
 def cmd_train(args) -> int:
     from ..training.rundir import RunDirError, open_run
 
+    from ..training.distributed import DataParallel, world_size
+
     limiter = set_threads(args.threads)  # noqa: F841  (kept alive for the whole run)
     model, task, config = _prepare_train(args)  # every flag checked before the run directory
     out = (args.out or os.path.dirname(os.path.abspath(args.resume)) if args.resume
            else args.out or os.path.join("runs", task.name))
+    if world_size() > 1:  # under torchrun: data-parallel, rank 0 owns the run directory
+        try:
+            parallel = DataParallel()
+        except ImportError as e:
+            raise CLIError(str(e)) from None
+        if config.batch_size % parallel.world:
+            raise CLIError(f"--batch-size {config.batch_size} must be divisible by the "
+                           f"{parallel.world} processes")
+        if not parallel.is_main:
+            args.quiet, args.samples = True, 0
+            return _train_run(args, None, model, task, config, parallel)
+        try:
+            with open_run(out, resume=bool(args.resume), force=args.force):
+                return _train_run(args, out, model, task, config, parallel)
+        except RunDirError as e:
+            raise CLIError(str(e)) from None
     try:
         with open_run(out, resume=bool(args.resume), force=args.force):
             return _train_run(args, out, model, task, config)
@@ -273,14 +291,14 @@ def _prepare_train(args):
         raise CLIError(str(e)) from None
 
 
-def _train_run(args, out, model, task, config) -> int:
-    """``train`` inside its locked run directory ``out``."""
+def _train_run(args, out, model, task, config, parallel=None) -> int:
+    """``train`` inside its locked run directory ``out`` (None: a data-parallel helper rank)."""
     from ..training.recipes import make_task_trainer
     from ..training.trainer import TrainingDiverged
 
     progress = False if args.quiet else ("plain" if args.no_progress else True)
     trainer = make_task_trainer(task, model, config, out_dir=out, progress=progress,
-                                quick=args.eval_quick)
+                                quick=args.eval_quick, parallel=parallel)
     if args.resume:
         trainer.resume(args.resume)
         say(args, f"resuming {task.name} at step {trainer.step} of {config.steps}")
@@ -303,8 +321,11 @@ def _train_run(args, out, model, task, config) -> int:
     else:
         final = trainer.evaluator.evaluate(model)
         trainer.last_eval, trainer.last_eval_step = final, trainer.step
-        trainer.save(os.path.join(out, "checkpoint.safetensors"))
+        if out is not None:
+            trainer.save(os.path.join(out, "checkpoint.safetensors"))
     wall = time.perf_counter() - t0
+    if out is None:  # a data-parallel helper rank: rank 0 reports
+        return 0
     if args.samples and not args.quiet:
         _print_samples(model, task, trainer.evaluator.pairs[:args.samples])
     why = {"target": "reached the target", "steps": "ran all steps"}.get(result.stop_reason, "")

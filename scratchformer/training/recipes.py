@@ -23,7 +23,7 @@ from ..data.tasks import get_task
 from ..data.taskbase import pad_batch
 from ..models.decoding import beam_search, greedy_decode
 from ..models.transformer import Transformer, TransformerConfig
-from .trainer import TrainConfig, Trainer
+from .trainer import TrainConfig, Trainer, seq2seq_step
 
 
 # ---- evaluation ---------------------------------------------------------------------------------
@@ -136,14 +136,23 @@ def task_train_config(task_name: str, **overrides) -> TrainConfig:
 
 
 def make_task_trainer(task, model=None, config: TrainConfig | None = None, *, out_dir=None,
-                      progress=True, quick: int | None = 200, seed: int = 0) -> Trainer:
+                      progress=True, quick: int | None = 200, seed: int = 0,
+                      parallel=None) -> Trainer:
     """A Trainer for a toy task: batches ``task.batch(rng, config.batch_size)``, evaluation
-    on ``task.held_out()`` (``trainer.evaluator``), the task stored in every checkpoint."""
+    on ``task.held_out()`` (``trainer.evaluator``), the task stored in every checkpoint.
+    ``parallel``: a ``training.distributed.DataParallel`` — each process then trains on its
+    share of every global batch (every process evaluates, so all stop at the same step)."""
     config = config if config is not None else task_train_config(task.name, seed=seed)
     model = model if model is not None else Transformer(task_model_config(task, seed=seed))
     bs = config.batch_size
     evaluator = Seq2SeqEvaluator(task.held_out(), quick=quick, escalate_at=config.target)
-    trainer = Trainer(model, lambda rng, step: task.batch(rng, bs), config, evaluate=evaluator,
+    def batch_fn(rng, step):
+        return task.batch(rng, bs)
+
+    step_fn = None
+    if parallel is not None:
+        batch_fn, step_fn = parallel.shard(batch_fn), parallel.wrap(seq2seq_step)
+    trainer = Trainer(model, batch_fn, config, step_fn=step_fn, evaluate=evaluator,
                       out_dir=out_dir, progress=progress, extra_state={"task": task.to_dict()})
     trainer.evaluator = evaluator
     return trainer

@@ -87,3 +87,23 @@ def test_an_uneven_global_batch_is_a_clear_error():
     dp.rank, dp.world = 0, 3
     with pytest.raises(ValueError, match="8 sequences does not split evenly over 3 processes"):
         dp.shard(lambda rng, step: (np.zeros((8, 2)),))(None, 1)
+
+
+def test_torchrun_two_processes_train_through_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    from scratchformer.training.checkpoint import load
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "scratchformer", "train", "--task", "copy", "--steps", "6", "--batch-size", "8",
+           "--eval-every", "0", "--target", "0", "--samples", "0", "--no-progress", "--threads", "1",
+           "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=240,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("exact match:") == 1  # rank 0 reports, rank 1 stays quiet
+    model, _, state = load(out / "checkpoint.safetensors")
+    assert state["trainer"]["step"] == 6
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors", "metrics.jsonl"]
