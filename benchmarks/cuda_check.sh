@@ -34,7 +34,7 @@ time torchrun --standalone --nproc_per_node=1 -m scratchformer torch-train --tas
     --device cuda --steps 60 --log-every 20 --eval-size 100 --out "$OUT/reverse_ddp.safetensors"
 
 log "3. char-GPT on the repository's text, cuda, 300 steps"
-cat scratchformer/*.py scratchformer/*/*.py docs/*.md DESIGN.md 2>/dev/null > "$OUT/corpus.txt" || true
+cat scratchformer/*.py scratchformer/*/*.py docs/*.md 2>/dev/null > "$OUT/corpus.txt" || true
 wc -c "$OUT/corpus.txt"
 time "$PY" -m scratchformer torch-train --corpus "$OUT/corpus.txt" --device cuda --steps 300 \
     --d-model 256 --n-heads 8 --d-ff 1024 --layers 4 --block-size 128 --batch-size 64 --lr 1e-3 \

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from scratchformer import cli  # noqa: E402
 from scratchformer.translation import WordDictionary, load_translator, translate_texts  # noqa: E402
+from scratchformer.translation.data import run_splits  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "..", "tests", "fixtures", "translation", "tiny.tsv")
@@ -55,7 +56,7 @@ def main() -> None:
     step = info.get("trainer", {}).get("step", "?")
     print(f"\nmodel: {sum(p.data.size for p in model.parameters()) / 1e6:.2f}M parameters, "
           f"step {step}, joint BPE vocabulary of {len(tok)}\n")
-    train = translate_cli._splits(info)[0]
+    train = run_splits(info)[0]
     dictionary = WordDictionary.learn(train)
     greedy = translate_texts(model, tok, texts, beam=1)
     beam = translate_texts(model, tok, texts, beam=args.beam)

@@ -96,17 +96,6 @@ def register(subparsers) -> None:
 
 
 # ---- helpers --------------------------------------------------------------------------------
-def _splits(info: dict):
-    from ..translation.data import load_splits
-
-    train, val, test = load_splits(info.get("corpus"), info.get("pairs_path"),
-                                   val_frac=info.get("val_frac", 0.05),
-                                   test_frac=info.get("test_frac", 0.05), seed=info.get("seed", 0))
-    if info.get("reverse"):
-        train, val, test = ([(b, a) for a, b in split] for split in (train, val, test))
-    return train, val, test
-
-
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -152,7 +141,9 @@ def _train_run(args) -> int:
             "reverse": args.reverse, "val_frac": args.val_frac, "test_frac": args.test_frac,
             "seed": args.seed}
     try:  # everything that can be checked is checked before training
-        train, val, test = _splits(info)
+        from ..translation.data import run_splits
+
+        train, val, test = run_splits(info)
         if not train or not val:
             raise CLIError(f"the {'training' if not train else 'validation'} split is empty "
                            f"({len(train)} / {len(val)} / {len(test)} pairs): give more pairs or "
@@ -232,7 +223,9 @@ def translate_command(args) -> int:
         model, tok, info = load_translator(_check_file(args.checkpoint, "checkpoint"))
         check_beam(args.beam, len(tok))
         if args.test:
-            train, _, test = _splits(info)
+            from ..translation.data import run_splits
+
+            train, _, test = run_splits(info)
             if not test:
                 raise CLIError(f"{args.checkpoint}: its test split is empty (test_frac "
                                f"{info.get('test_frac')}): nothing to score")

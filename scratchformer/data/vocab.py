@@ -1,6 +1,6 @@
 """A small token vocabulary: three special ids, then one id per symbol.
 
-Token conventions shared by every built-in task (DESIGN.md)::
+Token conventions shared by every built-in task (``core/tokens.py``)::
 
     id   0      1      2      3          4          ...   2 + len(symbols)
          <pad>  <bos>  <eos>  symbols[0] symbols[1] ...   symbols[-1]

@@ -5,7 +5,7 @@ V vocabulary, Tq / Tk query / key lengths.
 
 Every module mirrors its NumPy namesake in ``scratchformer.core`` / ``scratchformer.models``
 and registers its sub-modules under the same names, so ``state_dict()`` keys are exactly the
-NumPy keys of DESIGN.md (``encoder.layers.0.self_attn.q_proj.weight``, ...) and weights move
+NumPy state_dict keys of docs/architecture.md (``encoder.layers.0.self_attn.q_proj.weight``, ...) and weights move
 between the two unchanged. The math is the same line for line:
 
     x = dropout(√D · embed(tokens) + PE)                       PE: the NumPy sinusoid table

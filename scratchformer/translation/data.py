@@ -125,5 +125,16 @@ def make_batch(srcs, tgts, idx):
     return src, tgt[:, :-1], tgt[:, 1:]
 
 
-__all__ = ["load_splits", "encode_pairs", "pad", "length_batches", "make_batch",
+def run_splits(info: dict):
+    """(train, val, test) of a translate-train run, rebuilt from the settings its checkpoint
+    stores (corpus or pairs file, fractions, seed, direction)."""
+    train, val, test = load_splits(info.get("corpus"), info.get("pairs_path"),
+                                   val_frac=info.get("val_frac", 0.05),
+                                   test_frac=info.get("test_frac", 0.05), seed=info.get("seed", 0))
+    if info.get("reverse"):
+        train, val, test = ([(b, a) for a, b in split] for split in (train, val, test))
+    return train, val, test
+
+
+__all__ = ["load_splits", "run_splits", "encode_pairs", "pad", "length_batches", "make_batch",
            "CORPORA", "PAD", "BOS", "EOS"]

@@ -10,7 +10,6 @@ from scratchformer.models.decoding import beam_search, greedy_decode, sample_dec
 from scratchformer.core.functional import log_softmax
 from scratchformer.core.loss import CrossEntropyLoss
 from scratchformer.training.optim import Adam
-from scratchformer.models.transformer import Transformer, TransformerConfig
 
 PAD, BOS, EOS = 0, 1, 2
 V = 12  # 3 specials + 9 symbols

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from scratchformer.models.gpt import GPT, GPTConfig, context_start, sample_next
-from scratchformer.core.attention import KVCache
 
 from gradcheck import check_params
 

@@ -13,7 +13,7 @@ from scratchformer.training import checkpoint
 from scratchformer.training.checkpoint import CheckpointError, load, optimizer_from_state, save
 from scratchformer.core.loss import CrossEntropyLoss
 from scratchformer.training.optim import SGD, AdamW
-from scratchformer.models.transformer import Transformer, TransformerConfig
+from scratchformer.models.transformer import Transformer
 
 V = 11
 
