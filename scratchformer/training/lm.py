@@ -26,7 +26,7 @@ from ..data.shakespeare import iter_corpus_file, load_corpus
 from ..models.gpt import GPT, GPTConfig
 from .checkpoint import load
 from .rundir import check_input_file, open_run
-from .trainer import TrainConfig, Trainer, limit_blas_threads, trainer_state
+from .trainer import TrainConfig, Trainer, limit_blas_threads, lm_step, trainer_state
 
 
 def compact_dtype(vocab_size: int):
@@ -170,7 +170,7 @@ def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads:
               weight_decay: float = 0.1, clip: float = 1.0, eval_every: int = 250,
               eval_batches: int = 20, checkpoint_every: int = 500, resume: bool = False,
               until: int | None = None, progress=True, threads: int | None = None,
-              text: str | None = None, force: bool = False) -> dict:
+              text: str | None = None, force: bool = False, parallel=None) -> dict:
     """Train a character-level GPT with ``Trainer`` (the project's one loop).
 
     Data: ``load_corpus(corpus)`` (or ``text``), a CharTokenizer over all of it, the first
@@ -188,10 +188,16 @@ def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads:
     new run refuses a directory holding another run unless ``force``, the directory is
     checked writable before any work, and a second trainer on it is refused.
 
+    ``parallel``: a ``training.distributed.DataParallel`` (under torchrun) — every process
+    trains on its share of each global batch of ``batch`` blocks; only rank 0 holds the run
+    directory, writes checkpoints and metrics and shows progress.
+
     Returns {"model", "tokenizer", "result" (TrainResult), "val_loss" (whole validation
-    split), "wall_s" (the whole call, data loading and final evaluation included)}.
+    split), "wall_s" (the whole call, data loading and final evaluation included), "rank"}.
     """
     t0 = time.perf_counter()
+    if parallel is not None and not parallel.is_main:  # reads the run, never writes it
+        return _train_gpt(**locals())
     if out_dir is None:
         if resume:
             raise ValueError("resume needs an out_dir holding checkpoint.safetensors")
@@ -203,7 +209,7 @@ def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads:
 def _train_gpt(*, corpus, out_dir, n_layers, n_heads, d_model, d_ff, block, dropout,
                tie_embeddings, seed, steps, batch, lr, min_lr, warmup, beta2, weight_decay, clip,
                eval_every, eval_batches, checkpoint_every, resume, until, progress, threads,
-               text, force, t0) -> dict:
+               text, force, parallel, t0) -> dict:
     threads = 1 if threads is None else threads  # one BLAS thread unless asked: see limit_blas_threads
     limiter = limit_blas_threads(threads)  # noqa: F841  (kept alive for the whole run)
     ckpt = None if out_dir is None else os.path.join(os.fspath(out_dir), "checkpoint.safetensors")
@@ -241,8 +247,12 @@ def _train_gpt(*, corpus, out_dir, n_layers, n_heads, d_model, d_ff, block, drop
                              f"--block {block} (needs at least {block + 1})")
     evaluator = LMEvaluator({"train": train_ids, "val": val_ids}, block, tcfg.batch_size,
                             eval_batches) if eval_batches else None
-    trainer = Trainer(model, random_blocks(train_ids, block, tcfg.batch_size), tcfg,
-                      evaluate=evaluator, out_dir=out_dir, progress=progress,
+    batch_fn, step_fn, writes = random_blocks(train_ids, block, tcfg.batch_size), None, True
+    if parallel is not None:
+        batch_fn, step_fn = parallel.shard(batch_fn), parallel.wrap(lm_step)
+        writes = parallel.is_main
+    trainer = Trainer(model, batch_fn, tcfg, step_fn=step_fn, evaluate=evaluator,
+                      out_dir=out_dir if writes else None, progress=progress if writes else False,
                       extra_state={"tokenizer": tokenizer.to_json(), "block": block,
                                    "corpus": str(corpus)},
                       blas_threads=threads)
@@ -251,4 +261,4 @@ def _train_gpt(*, corpus, out_dir, n_layers, n_heads, d_model, d_ff, block, drop
     result = trainer.fit(until)
     val = full_loss(model, val_ids, block)
     return {"model": model, "tokenizer": tokenizer, "result": result, "val_loss": val,
-            "wall_s": time.perf_counter() - t0}
+            "wall_s": time.perf_counter() - t0, "rank": 0 if parallel is None else parallel.rank}

@@ -107,3 +107,24 @@ def test_torchrun_two_processes_train_through_the_command_line(tmp_path):
     model, _, state = load(out / "checkpoint.safetensors")
     assert state["trainer"]["step"] == 6
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors", "metrics.jsonl"]
+
+
+def test_torchrun_two_processes_train_the_gpt_and_resume(tmp_path):
+    import subprocess
+    import sys
+
+    from scratchformer.training.checkpoint import load
+
+    text = tmp_path / "t.txt"
+    text.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 60)
+    out = tmp_path / "gpt"
+    base = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "scratchformer", "gpt", "train", "--corpus", str(text), "--out", str(out),
+            "--batch", "4", "--n-layers", "1", "--d-model", "32", "--n-heads", "2", "--block", "16",
+            "--eval-batches", "2", "--sample-tokens", "0", "--no-progress", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for extra, step in ((["--steps", "4"], 4), (["--resume", "--steps", "7"], 7)):
+        r = subprocess.run(base + extra, capture_output=True, text=True, timeout=240, env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.count("parameters;") == 1  # rank 0 reports
+        assert load(out / "checkpoint.safetensors")[2]["trainer"]["step"] == step
