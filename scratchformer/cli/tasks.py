@@ -218,14 +218,14 @@ def _train_overrides(args) -> dict:
 
 # ---- commands ---------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from ..training.rundir import RunDirError, open_run
-
     from ..training.distributed import DataParallel, world_size
+    from ..training.rundir import RunDirError, open_run
 
     limiter = set_threads(args.threads)  # noqa: F841  (kept alive for the whole run)
     model, task, config = _prepare_train(args)  # every flag checked before the run directory
     out = (args.out or os.path.dirname(os.path.abspath(args.resume)) if args.resume
            else args.out or os.path.join("runs", task.name))
+    parallel = None
     if world_size() > 1:  # under torchrun: data-parallel, rank 0 owns the run directory
         try:
             parallel = DataParallel()
@@ -237,14 +237,9 @@ def cmd_train(args) -> int:
         if not parallel.is_main:
             args.quiet, args.samples = True, 0
             return _train_run(args, None, model, task, config, parallel)
-        try:
-            with open_run(out, resume=bool(args.resume), force=args.force):
-                return _train_run(args, out, model, task, config, parallel)
-        except RunDirError as e:
-            raise CLIError(str(e)) from None
     try:
         with open_run(out, resume=bool(args.resume), force=args.force):
-            return _train_run(args, out, model, task, config)
+            return _train_run(args, out, model, task, config, parallel)
     except RunDirError as e:
         raise CLIError(str(e)) from None
 

@@ -330,8 +330,8 @@ def _check_entries(path: Path, entries: dict, meta: dict):
     dtype = model_meta.get("dtype")
     if dtype not in ("float32", "float64"):
         raise CheckpointError(f"{path}: model dtype {dtype!r}, expected 'float32' or 'float64'")
-    want = {f"model/{k}": (_NAMES[np.dtype(dtype)], list(s)) for k, s in cfg.param_shapes().items()}
     shapes = cfg.param_shapes()
+    want = {f"model/{k}": (_NAMES[np.dtype(dtype)], list(s)) for k, s in shapes.items()}
     opt = meta.get("optimizer")
     if opt is not None:
         names = opt.get("param_names") if isinstance(opt, dict) else None
