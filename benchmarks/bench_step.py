@@ -19,6 +19,7 @@ never mixed up; ``--json`` records the same next to the numbers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import json
@@ -34,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import scratchformer as sf  # noqa: E402
+from scratchformer.kernels import pool  # noqa: E402
 from scratchformer.training.optim import Adam  # noqa: E402
 
 CONFIGS = {
@@ -232,6 +234,8 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     ap.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (default 2)")
     ap.add_argument("--no-torch", action="store_true", help="time NumPy only")
+    ap.add_argument("--no-pool", action="store_true",
+                    help="NumPy without its worker pool: BLAS threads only (the plain path)")
     ap.add_argument("--profile", action="store_true", help="cProfile the NumPy steps, print the top 25")
     ap.add_argument("--json", metavar="PATH", help="also write the results and the machine as JSON "
                                                    "('-' for standard output)")
@@ -250,14 +254,20 @@ def main(argv=None):
         except ImportError:
             print("torch not installed: timing NumPy only")
     rows = []
-    with threadpool_limits(limits=args.threads):
+    # NumPy's threads: the worker pool (``--threads`` workers, each BLAS call on one thread)
+    # or, with --no-pool, BLAS's own threads. torch's MKL and OpenMP are not NumPy's BLAS:
+    # the pool's one-thread limit does not reach them.
+    numpy_threads = contextlib.nullcontext() if args.no_pool else pool.threads(args.threads)
+    with threadpool_limits(limits=args.threads), contextlib.ExitStack() as stack:
         machine = machine_info()
         peak = sgemm_peak(args.threads)
         print(describe(machine))
+        print(f"NumPy: {'BLAS threads, no pool' if args.no_pool else 'worker pool, 1 BLAS thread each'}")
         print(f"threads={args.threads}  sgemm peak {peak:.1f} GFLOP/s  numpy {np.__version__}"
               + (f"  torch {torch.__version__}" if have_torch else ""))
         print(f"{'config':8s} {'numpy ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s} {'%peak':>6s}"
               f" {'twin ms':>8s} {'np/twin':>7s}")
+        stack.enter_context(numpy_threads)
         for name in args.configs:
             c = CONFIGS[name]
             np_step = numpy_setup(c)
@@ -306,7 +316,7 @@ def main(argv=None):
         def clean(v):  # NaN (a column not measured) → null: strict JSON
             return None if isinstance(v, float) and not math.isfinite(v) else v
         out = {"machine": {**machine, "torch": torch.__version__ if have_torch else None},
-               "threads": args.threads, "steps": args.steps, "sgemm_peak_gflops": peak,
+               "threads": args.threads, "numpy_pool": not args.no_pool, "steps": args.steps, "sgemm_peak_gflops": peak,
                "results": [{k: clean(v) for k, v in r.items()} for r in rows]}
         text = json.dumps(out, indent=2, allow_nan=False)
         if args.json == "-":

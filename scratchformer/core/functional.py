@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from ..kernels import pool
 from ..kernels import rows as K
 
 
@@ -140,11 +141,11 @@ def attention(q, k, v, mask=None, dropout=None):
     Returns (out (B, H, Tq, Dh), p (B, H, Tq, Tk)), p the weights before dropout.
     A fully masked query row gives zeros.
     """
-    scores = q @ k.swapaxes(-1, -2)  # (B, H, Tq, Tk)
+    scores = pool.matmul(q, k.swapaxes(-1, -2))  # (B, H, Tq, Tk)
     scores *= 1.0 / math.sqrt(q.shape[-1])
     p = masked_softmax(scores, mask)
     pd = p if dropout is None else dropout(p)  # dropped weights, scaled by 1/(1 - p_drop)
-    return pd @ v, p  # (B, H, Tq, Dh)
+    return pool.matmul(pd, v), p  # (B, H, Tq, Dh)
 
 
 def attention_backward(q, k, v, p, g, dropout=None):
@@ -156,12 +157,12 @@ def attention_backward(q, k, v, p, g, dropout=None):
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
     pd = p if dropout is None else dropout.backward(p)  # the forward's p·m/(1-p_drop)
-    dv = pd.swapaxes(-1, -2) @ g  # (B, H, Tk, Dh)
-    dp = g @ v.swapaxes(-1, -2)  # (B, H, Tq, Tk)
+    dv = pool.matmul(pd.swapaxes(-1, -2), g)  # (B, H, Tk, Dh)
+    dp = pool.matmul(g, v.swapaxes(-1, -2))  # (B, H, Tq, Tk)
     if dropout is not None:
         dp = dropout.backward(dp)
     ds = softmax_backward(p, dp, out=dp)  # masked entries: p = 0, so ds = 0
     ds *= scale
-    dq = ds @ k  # (B, H, Tq, Dh)
-    dk = ds.swapaxes(-1, -2) @ q  # (B, H, Tk, Dh)
+    dq = pool.matmul(ds, k)  # (B, H, Tq, Dh)
+    dk = pool.matmul(ds.swapaxes(-1, -2), q)  # (B, H, Tk, Dh)
     return dq, dk, dv

@@ -3,14 +3,11 @@
 An Adam update is a dozen element-wise passes over p, grad, m and v. Run whole, each
 pass streams megabytes through memory; run block by block (``BLOCK`` elements of each
 array, all in L2 together), every pass after the first finds its data in cache. Blocks
-are independent, so ``split`` can share them among threads (``pool``): the result does
+are independent, so ``split`` can share them among threads (``pool.executor``): the result does
 not depend on the blocking or the thread count (``tests/kernels``).
 """
 
 from __future__ import annotations
-
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -39,16 +36,4 @@ def split(blocks: list, n_parts: int) -> list[list]:
         parts[-1].append(b)
         acc += b[0].size
     return parts
-
-
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
-
-
-def pool(n: int) -> ThreadPoolExecutor:
-    """A shared pool of ``n`` threads (per process: a forked child cannot use its parent's)."""
-    key = (os.getpid(), n)
-    if key not in _POOLS:
-        _POOLS[key] = ThreadPoolExecutor(n, thread_name_prefix="scratchformer-optim")
-    return _POOLS[key]
-
 

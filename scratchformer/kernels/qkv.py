@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import pool
 from .rows import colsum
 
 
@@ -34,7 +35,7 @@ def split_heads(y: np.ndarray, B: int, T: int, n: int, H: int) -> np.ndarray:
 
 def project(x2: np.ndarray, w: np.ndarray, b: np.ndarray, B: int, T: int, H: int) -> np.ndarray:
     """x2 (B·T, D) through the stacked projections → (n, B, H, T, Dh) views of one matmul."""
-    y = x2 @ w.T  # (B·T, nD)
+    y = pool.matmul(x2, w.T)  # (B·T, nD)
     y += b
     return split_heads(y, B, T, w.shape[0] // x2.shape[1], H)
 
@@ -52,9 +53,9 @@ def project_backward(projs, x2: np.ndarray, w: np.ndarray, dy: np.ndarray) -> np
     """Backward of ``project``: dy (B·T, nD) → adds dW = dyᵀ x, db = Σ dy onto each Linear
     in ``projs`` (its slice of rows), returns dx2 = dy W (B·T, D)."""
     D = x2.shape[1]
-    dw = dy.T @ x2  # (nD, D): every projection's weight gradient in one matmul
+    dw = pool.matmul_tn(dy, x2)  # (nD, D): every projection's weight gradient in one matmul
     db = colsum(dy)  # (nD,)
     for i, p in enumerate(projs):
         p.weight.grad += dw[i * D:(i + 1) * D]
         p.bias.grad += db[i * D:(i + 1) * D]
-    return dy @ w  # (B·T, D)
+    return pool.matmul(dy, w)  # (B·T, D)

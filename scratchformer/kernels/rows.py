@@ -11,12 +11,9 @@ layer in ``core.layers``) that calls it; ``tests/kernels`` hold every kernel equ
 that plain formula. Exactness: a kernel only ever combines numbers within one row, so a
 row's result does not depend on the blocking.
 
-Threads: ``SCRATCHFORMER_NUM_THREADS=2`` lets a helper thread take blocks too (NumPy
-releases the GIL inside its ufunc loops); the blocks depend only on the arrays' shapes,
-so one thread and two give bit-identical results. The default is ONE thread: measured on
-a 2-core machine (small benchmark config), idle, 2 threads gave no gain (OpenBLAS's
-threads keep spinning on the second core between matmuls); with another process busy on
-one core they were ~8% slower, and with two busy processes ~1.7× slower.
+Threads: when the worker pool is on (``pool.threads``), its workers take blocks too
+(NumPy releases the GIL inside its ufunc loops); the blocks depend only on the arrays'
+shapes, so one thread and several give bit-identical results.
 
 Notation: N rows, n the last axis.
 """
@@ -24,16 +21,13 @@ Notation: N rows, n the last axis.
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import pool
+
 _BLOCK_BYTES = 256 * 1024  # rows per block: about this many bytes of the first array
 _MIN_BYTES = 1024 * 1024  # smaller first arrays: one call on the calling thread
-
-_num_threads = max(1, int(os.environ.get("SCRATCHFORMER_NUM_THREADS", 1)))
-_pool: ThreadPoolExecutor | None = None
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_C = 0.044715
@@ -61,17 +55,13 @@ def map_rows(kernel, *args) -> None:
         for block in blocks:
             kernel(*block)
 
-    helpers = [_get_pool().submit(work) for _ in range(_num_threads - 1)]
-    work()
-    for h in helpers:
-        h.result()
-
-
-def _get_pool() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max(1, _num_threads - 1), thread_name_prefix="scratchformer")
-    return _pool
+    helpers = pool.num_threads() - 1
+    futures = [pool.executor(helpers).submit(work) for _ in range(helpers)] if helpers else []
+    try:
+        work()
+    finally:
+        for f in futures:
+            f.result()
 
 
 def as_rows(a: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from ..kernels import blocked
+from ..kernels import blocked, pool
 from .checks import check_real as _real
 
 def _param_list(params, who: str) -> list:
@@ -68,11 +68,10 @@ class Optimizer:
     """
 
     _hyper: tuple[str, ...] = ("lr",)
-    # NumPy releases the GIL inside element-wise loops, so with ``opt.num_threads = k`` the
-    # blocks of a large model (>= _PARALLEL_MIN elements) are updated by k threads, with
-    # bit-identical results. Off by default: it helps only when cores are idle (measured
-    # ~28% faster on 2 idle cores, slower on a busy machine).
-    num_threads: int = 1
+    # NumPy releases the GIL inside element-wise loops, so the blocks of a large model
+    # (>= blocked.PARALLEL_MIN elements) are updated by k threads, with bit-identical
+    # results: k = ``opt.num_threads`` if set, else the worker pool's (``kernels.pool``).
+    num_threads: int | None = None
 
     def __init__(self, params: Iterable, lr: float):
         self.params = _param_list(params, type(self).__name__)
@@ -123,11 +122,11 @@ class Optimizer:
                                      f"{p.data.shape} (was .data replaced after creating "
                                      "the optimizer?)")
             blocks.extend(blocked.blocks([p.data, p.grad, *bufs]))
-        parts = blocked.split(blocks, self.num_threads)
+        parts = blocked.split(blocks, self.num_threads or pool.num_threads())
         if len(parts) == 1:
             self._run(parts[0], 0, consts)
         else:  # blocks are independent: the result does not depend on the thread count
-            list(blocked.pool(len(parts)).map(self._run, parts, range(len(parts)), [consts] * len(parts)))
+            list(pool.executor(len(parts)).map(self._run, parts, range(len(parts)), [consts] * len(parts)))
 
     def _run(self, blocks: list, worker: int, consts: tuple) -> None:
         for block in blocks:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import scratchformer as sf
-from scratchformer.kernels import blocked, qkv
+from scratchformer.kernels import blocked, pool, qkv
 from scratchformer.kernels import rows as K
 
 from gradcheck import rel_error
@@ -98,14 +98,14 @@ def test_layernorm_rows_and_backward_equal_plain_formulas(rng, dtype, tol):
     assert rel_error(gxhat, g * xhat_ref) < tol
 
 
-def test_map_rows_blocked_and_threaded_equal_one_call(rng, monkeypatch):
+def test_map_rows_blocked_and_threaded_equal_one_call(rng):
     x = rng.standard_normal((3000, 257)).astype(np.float32)  # ~3 MB: split into blocks
     whole_y, whole_d = np.empty_like(x), np.empty_like(x)
     K.gelu_rows(x, whole_y, whole_d)  # one call, no blocks
-    for threads in (1, 2):
-        monkeypatch.setattr(K, "_num_threads", threads)
-        y, d = np.empty_like(x), np.empty_like(x)
-        K.map_rows(K.gelu_rows, x, y, d)
+    for threads in (1, 2, 3):
+        with pool.threads(threads):
+            y, d = np.empty_like(x), np.empty_like(x)
+            K.map_rows(K.gelu_rows, x, y, d)
         np.testing.assert_array_equal(y, whole_y)
         np.testing.assert_array_equal(d, whole_d)
 

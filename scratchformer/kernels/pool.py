@@ -1,0 +1,165 @@
+"""One worker pool for a training step: every core busy, BLAS on one thread per worker.
+
+Why this exists. On a small machine most of a step that is not a large matmul runs on
+ONE core in NumPy: the element-wise passes (GELU, LayerNorm, softmax) and the batched
+attention matmuls of (T, Dh) tiles, too small for BLAS to thread. Letting BLAS start its
+own threads does not help them, and OpenBLAS's threads keep spinning on the other cores
+between matmuls, so a helper thread of ours would fight them for the core.
+
+So when ``num_threads() > 1`` the step runs on this pool instead: BLAS is held to one
+thread (``threads``), and each heavy operation is cut into ``num_threads()`` contiguous
+parts along its first axis, one part per worker, the caller's thread taking the first.
+NumPy releases the GIL inside BLAS calls and element-wise loops, so the parts really run
+at the same time.
+
+- ``matmul(a, b)``: rows of a 2-D ``a`` (or the leading batch axis of a stacked one).
+  A row of the product depends only on that row of ``a``; BLAS may still round a part a
+  little differently from the whole (its blocking depends on the sizes), so results are
+  repeatable for a given thread count and within float32 rounding across counts
+  (``tests/kernels`` hold them equal to ``np.matmul``).
+- ``matmul_tn(a, b)``: ``aᵀ b`` (a weight's gradient), cut along the columns of ``a``.
+- ``run(fn, n)``: any ``fn(lo, hi)`` over contiguous parts of ``range(n)``.
+
+Below ``MIN_FLOPS`` (or with one thread) an operation is one plain NumPy call: the hand-off
+to a worker costs ~30 µs. ``SCRATCHFORMER_NUM_THREADS`` sets the default thread count
+(otherwise: the cores this process may run on, at most ``MAX_DEFAULT``); ``1`` is the
+plain path, NumPy calls as written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+MIN_FLOPS = 4_000_000  # smaller matmuls: one call (a hand-off costs about as much)
+MAX_DEFAULT = 8  # the default never starts more threads than this
+
+
+def default_threads() -> int:
+    """``SCRATCHFORMER_NUM_THREADS`` if set, else the cores this process may use (≤ 8)."""
+    env = os.environ.get("SCRATCHFORMER_NUM_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"SCRATCHFORMER_NUM_THREADS must be a positive integer, got {env!r}") from None
+        if n < 1:
+            raise ValueError(f"SCRATCHFORMER_NUM_THREADS must be a positive integer, got {env!r}")
+        return n
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT))
+
+
+_threads = 1  # the pool is off until ``threads`` turns it on (a training run, a benchmark)
+_executors: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def num_threads() -> int:
+    """How many parts a heavy operation is cut into now (1: plain NumPy calls)."""
+    return _threads
+
+
+def executor(n: int) -> ThreadPoolExecutor:
+    """A shared executor of ``n`` threads (per process: a forked child cannot use its parent's)."""
+    key = (os.getpid(), n)
+    if key not in _executors:
+        _executors[key] = ThreadPoolExecutor(n, thread_name_prefix="scratchformer")
+    return _executors[key]
+
+
+@contextlib.contextmanager
+def threads(n: int | None = None):
+    """Run the enclosed code on ``n`` threads (None: ``default_threads()``).
+
+    With n > 1 the pool is on and BLAS is held to one thread per worker (threadpoolctl);
+    with n == 1 everything is one thread. If BLAS cannot be limited (threadpoolctl is not
+    installed) the pool stays off and BLAS keeps its own threads: never both at once.
+    Restores the previous setting on exit.
+    """
+    global _threads
+    n = default_threads() if n is None else int(n)
+    if n < 1:
+        raise ValueError(f"threads must be at least 1, got {n}")
+    limiter = _limit_blas(1)
+    before = _threads
+    _threads = n if limiter is not None else 1
+    try:
+        yield _threads
+    finally:
+        _threads = before
+        if limiter is not None:
+            limiter.restore_original_limits()
+
+
+def _limit_blas(n: int):
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(limits=n, user_api="blas")
+
+
+def run(fn, n: int, parts: int | None = None) -> None:
+    """Call ``fn(lo, hi)`` on ``parts`` (default ``num_threads()``) contiguous slices of
+    ``range(n)``, the caller's thread taking the first; returns when all are done."""
+    parts = min(parts or _threads, n)
+    if parts <= 1:
+        fn(0, n)
+        return
+    cuts = [n * i // parts for i in range(parts + 1)]
+    pool = executor(parts - 1)
+    futures = [pool.submit(fn, cuts[i], cuts[i + 1]) for i in range(1, parts)]
+    try:
+        fn(cuts[0], cuts[1])
+    finally:
+        for f in futures:
+            f.result()
+
+
+def _split(flops: float, n: int) -> int:
+    """How many parts an operation of ``flops`` over ``n`` rows is worth cutting into."""
+    if _threads <= 1 or flops < MIN_FLOPS or n < 2:
+        return 1
+    return min(_threads, n)
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b``, cut along a's first axis: its rows (2-D) or its batch axis (stacked).
+
+    ``b`` is 2-D (shared by every part) or stacked like ``a`` with the same first axis.
+    """
+    if out is None:
+        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+        out = np.empty(shape, dtype=np.result_type(a, b))
+    parts = _split(2.0 * out.size * a.shape[-1], a.shape[0])
+    split_b = b.ndim == a.ndim and a.ndim > 2  # stacked b: its batch axis goes with a's
+    if parts == 1 or out.ndim != a.ndim or out.shape[0] != a.shape[0] or (
+            split_b and b.shape[0] != a.shape[0]):  # one of them broadcasts along that axis
+        return np.matmul(a, b, out=out)
+
+    def part(lo, hi):
+        np.matmul(a[lo:hi], b[lo:hi] if split_b else b, out=out[lo:hi])
+
+    run(part, a.shape[0], parts)
+    return out
+
+
+def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``aᵀ @ b`` for 2-D a (N, m) and b (N, n) → (m, n), cut along the m columns of a.
+
+    The weight gradient of a linear layer, gᵀ x: each part is one BLAS call on a strided
+    view (no copy), and each output row is a dot product over all N rows, as in one call.
+    """
+    if out is None:
+        out = np.empty((a.shape[1], b.shape[1]), dtype=np.result_type(a, b))
+    parts = _split(2.0 * out.size * a.shape[0], a.shape[1])
+    if parts == 1:
+        return np.matmul(a.T, b, out=out)
+    run(lambda lo, hi: np.matmul(a[:, lo:hi].T, b, out=out[lo:hi]), a.shape[1], parts)
+    return out
