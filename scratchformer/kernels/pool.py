@@ -7,8 +7,8 @@ own threads does not help them, and OpenBLAS's threads keep spinning on the othe
 between matmuls, so a helper thread of ours would fight them for the core.
 
 So when ``num_threads() > 1`` the step runs on this pool instead: BLAS is held to one
-thread (``threads``), and each heavy operation is cut into ``num_threads()`` contiguous
-parts along its first axis, one part per worker, the caller's thread taking the first.
+thread (``threads``), and each heavy operation is cut into contiguous parts along its
+first axis, shared among the workers, the caller's thread being one of them.
 NumPy releases the GIL inside BLAS calls and element-wise loops, so the parts really run
 at the same time.
 
@@ -19,6 +19,10 @@ at the same time.
   (``tests/kernels`` hold them equal to ``np.matmul``).
 - ``matmul_tn(a, b)``: ``aᵀ b`` (a weight's gradient), cut along the columns of ``a``.
 - ``run(fn, n)``: any ``fn(lo, hi)`` over contiguous parts of ``range(n)``.
+
+An operation is cut into twice as many parts as there are threads, and each thread takes
+the next part when it is done with one: on a machine where another program holds a core,
+the thread that shares it simply does fewer parts.
 
 Below ``MIN_FLOPS`` (or with one thread) an operation is one plain NumPy call: the hand-off
 to a worker costs ~30 µs. ``SCRATCHFORMER_NUM_THREADS`` sets the default thread count
@@ -106,17 +110,28 @@ def _limit_blas(n: int):
 
 
 def run(fn, n: int, parts: int | None = None) -> None:
-    """Call ``fn(lo, hi)`` on ``parts`` (default ``num_threads()``) contiguous slices of
-    ``range(n)``, the caller's thread taking the first; returns when all are done."""
-    parts = min(parts or _threads, n)
-    if parts <= 1:
+    """Call ``fn(lo, hi)`` on ``parts`` contiguous slices of ``range(n)`` that together
+    cover it once, on the pool's threads, the caller's among them; returns when all are done.
+
+    ``parts`` defaults to twice ``num_threads()``: the threads take the next slice when
+    they finish one, so a thread slowed by another program on its core takes fewer
+    slices and the others do not wait for it.
+    """
+    threads = min(_threads, n)
+    parts = min(parts or 2 * threads, n)
+    if threads <= 1 or parts <= 1:
         fn(0, n)
         return
     cuts = [n * i // parts for i in range(parts + 1)]
-    pool = executor(parts - 1)
-    futures = [pool.submit(fn, cuts[i], cuts[i + 1]) for i in range(1, parts)]
+    slices = iter(zip(cuts[:-1], cuts[1:]))
+
+    def work():  # next() runs under the GIL: each slice is taken exactly once
+        for lo, hi in slices:
+            fn(lo, hi)
+
+    futures = [executor(threads - 1).submit(work) for _ in range(threads - 1)]
     try:
-        fn(cuts[0], cuts[1])
+        work()
     finally:
         for f in futures:
             f.result()
@@ -126,7 +141,7 @@ def _split(flops: float, n: int) -> int:
     """How many parts an operation of ``flops`` over ``n`` rows is worth cutting into."""
     if _threads <= 1 or flops < MIN_FLOPS or n < 2:
         return 1
-    return min(_threads, n)
+    return min(2 * _threads, n)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
