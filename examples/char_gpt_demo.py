@@ -20,7 +20,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from scratchformer.training.lm import sample_text, train_gpt  # noqa: E402
-from scratchformer.training.trainer import limit_blas_threads  # noqa: E402
+from scratchformer.kernels import pool  # noqa: E402
 
 RECIPES = {
     # nanoGPT's documented CPU run (README "I only have a macbook"), 2000 iterations
@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     ap.add_argument("--corpus", default="tiny", help="'tiny', 'all' or a UTF-8 text file")
     ap.add_argument("--steps", type=int, default=None, help="override the recipe's step count")
     ap.add_argument("--out", default="runs/char_gpt")
-    ap.add_argument("--threads", type=int, default=None, help="BLAS threads while training")
+    ap.add_argument("--threads", type=int, default=None, help="threads while training (default: every core, at most 8)")
     ap.add_argument("--prompt", default="ROMEO:")
     ap.add_argument("--tokens", type=int, default=500)
     args = ap.parse_args(argv)
@@ -54,7 +54,7 @@ def main(argv=None) -> None:
           f"val loss over the whole validation split: {out['val_loss']:.4f} nats/char")
 
     model, tok = out["model"], out["tokenizer"]
-    limiter = limit_blas_threads(1)  # noqa: F841  (one-token steps: one BLAS thread is faster)
+    limiter = pool.threads(1)  # noqa: F841  (one-token steps: one thread is faster)
     t = time.perf_counter()
     text = sample_text(model, tok, args.prompt, args.tokens, temperature=0.8, top_k=40, seed=0)
     ms = 1000 * (time.perf_counter() - t) / args.tokens

@@ -34,10 +34,11 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
 
 
 def set_threads(n):
-    """Limit BLAS to ``n`` threads for as long as the returned limiter is alive (0/None: no limit)."""
-    from ..training.trainer import limit_blas_threads
+    """Run on ``n`` threads (None: every core this process may use) until the returned
+    limiter's ``restore()``: the worker pool of ``kernels.pool``, one BLAS thread each."""
+    from ..kernels import pool
 
-    return limit_blas_threads(n) if n else None
+    return pool.threads(n)
 
 
 def say(args, *lines):
@@ -83,12 +84,6 @@ def threads(text: str) -> int:
     """A thread count in [1, os.cpu_count()]."""
     n = _cpus()
     return _int(text, 1, n, what=f" in [1, {n}] (this machine's cores)")
-
-
-def threads_or_zero(text: str) -> int:
-    """A thread count in [0, os.cpu_count()], 0 meaning the library's default."""
-    n = _cpus()
-    return _int(text, 0, n, what=f" in [0, {n}] (0: library default; {n} cores here)")
 
 
 def _float(text: str, ok, what: str) -> float:

@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from .common import (CLIError, describe, non_negative_float, non_negative_int, path_arg,
-                     positive_float, positive_int, probability, threads, user_errors)
+                     positive_float, positive_int, probability, set_threads, threads, user_errors)
 
 
 def register(subparsers) -> None:
@@ -66,7 +66,7 @@ def register(subparsers) -> None:
     e.add_argument("--checkpoint-every", type=non_negative_int, default=500)
     e.add_argument("--sample-tokens", type=non_negative_int, default=200, help="sample printed at the end (0: none)")
     e.add_argument("--threads", type=threads, default=None,
-                   help="BLAS threads while training (default: 1; two help only on an idle machine)")
+                   help="threads while training (default: every core, at most 8; 1: one thread)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=train_command)
 
@@ -85,10 +85,8 @@ def register(subparsers) -> None:
 # ---- sample ---------------------------------------------------------------------------------
 def sample_command(args) -> int:
     from ..training.lm import load_gpt, sample_text
-    from ..training.trainer import limit_blas_threads
-
-    # one-token steps are tiny matmuls: a second BLAS thread only adds overhead (bench_gpt)
-    limiter = limit_blas_threads(1)  # noqa: F841
+    # one-token steps are tiny matmuls: a second thread only adds overhead (bench_gpt)
+    limiter = set_threads(1)  # noqa: F841
     from ..training.rundir import check_input_file
 
     try:

@@ -16,7 +16,7 @@ import time
 from ..data.tasks import TASKS
 from .common import (CLIError, Formatter, check_beam, describe, non_negative_float, non_negative_int,
                      path_arg, positive_float, positive_int, probability, say, set_threads,
-                     threads, threads_or_zero, unit_interval, user_errors)
+                     threads, unit_interval, user_errors)
 
 TASK_NAMES = tuple(TASKS)
 
@@ -96,8 +96,8 @@ def _add_train(sub):
                    help="also write the checkpoint every N steps (0 = only at the end)")
     e.add_argument("--log-every", type=positive_int, default=10, help="steps per metrics.jsonl line")
     e.add_argument("--samples", type=non_negative_int, default=3, help="held-out examples decoded at the end")
-    e.add_argument("--threads", type=threads_or_zero, default=1,
-                   help="BLAS threads (needs threadpoolctl; 0 = library default)")
+    e.add_argument("--threads", type=threads, default=None,
+                   help="threads while training (default: every core, at most 8; 1: one thread)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar, plain lines")
     e.add_argument("--quiet", action="store_true", help="print only the final summary")
     e.add_argument("--force", action="store_true",
@@ -117,7 +117,8 @@ def _add_eval(sub):
     p.add_argument("--beam", type=positive_int, default=1,
                    help="beam size for exact match (1 = greedy)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    p.add_argument("--threads", type=threads, default=1, help="BLAS threads (needs threadpoolctl)")
+    p.add_argument("--threads", type=threads, default=None,
+                   help="threads (default: every core, at most 8; 1: one thread)")
     p.set_defaults(func=cmd_eval)
 
 
@@ -293,7 +294,7 @@ def _train_run(args, out, model, task, config, parallel=None) -> int:
 
     progress = False if args.quiet else ("plain" if args.no_progress else True)
     trainer = make_task_trainer(task, model, config, out_dir=out, progress=progress,
-                                quick=args.eval_quick, parallel=parallel)
+                                quick=args.eval_quick, parallel=parallel, threads=args.threads)
     if args.resume:
         trainer.resume(args.resume)
         say(args, f"resuming {task.name} at step {trainer.step} of {config.steps}")

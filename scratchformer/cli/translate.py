@@ -20,7 +20,7 @@ import sys
 import time
 
 from .common import (CLIError, check_beam, describe, finite_float, non_negative_int, path_arg,
-                     positive_float, positive_int, probability, threads, user_errors)
+                     positive_float, positive_int, probability, set_threads, threads, user_errors)
 
 
 def register(subparsers) -> None:
@@ -75,7 +75,8 @@ def register(subparsers) -> None:
     e.add_argument("--test-beams", type=positive_int, nargs="*", default=[1, 5],
                    help="beam sizes scored on the test split at the end (1 = greedy; none: skip)")
     e.add_argument("--test-limit", type=positive_int, default=None, help="score only the first N test pairs")
-    e.add_argument("--threads", type=threads, default=1, help="BLAS threads (1 is fastest on a busy machine)")
+    e.add_argument("--threads", type=threads, default=None,
+                   help="threads (default: every core, at most 8; 1: one thread)")
     e.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=train_command)
 
@@ -91,7 +92,8 @@ def register(subparsers) -> None:
                    help="score BLEU/chrF on the checkpoint's test split instead")
     s.add_argument("--test-limit", type=positive_int, default=None)
     s.add_argument("--show-pieces", action="store_true", help="also print the source subwords")
-    s.add_argument("--threads", type=threads, default=1, help="BLAS threads")
+    s.add_argument("--threads", type=threads, default=None,
+                   help="threads (default: every core, at most 8; 1: one thread)")
     s.set_defaults(func=translate_command)
 
 
@@ -126,13 +128,13 @@ def _check_file(path, what):
 
 def _train_run(args) -> int:
     """translate-train inside its locked run directory."""
-    from ..training.trainer import Trainer, TrainConfig, TrainingDiverged, limit_blas_threads
+    from ..training.trainer import Trainer, TrainConfig, TrainingDiverged
     from ..translation.bpe import BPETokenizer
     from ..translation.data import encode_pairs
     from ..translation.evaluate import format_results, score_test
     from ..translation.pipeline import TranslationBatches, TranslationEvaluator, build_model
 
-    _limiter = limit_blas_threads(args.threads)  # noqa: F841  (kept alive for the run)
+    _limiter = set_threads(args.threads)  # noqa: F841  (kept alive for the run)
     ckpt = os.path.join(args.out, "checkpoint.safetensors")
     if args.resume and not os.path.lexists(ckpt):
         raise CLIError(f"--resume: no checkpoint at {ckpt}")
@@ -182,7 +184,7 @@ def _train_run(args) -> int:
         trainer = Trainer(model, batches, cfg, out_dir=args.out,
                           evaluate=TranslationEvaluator(tok, val, vsrcs, vtgts, args.eval_decode),
                           progress="plain" if args.no_progress else True, extra_state=extra,
-                          blas_threads=args.threads)
+                          threads=args.threads)
         if saved is not None:
             trainer.resume(ckpt)
             if trainer.step > args.steps:
@@ -214,11 +216,10 @@ def _train_run(args) -> int:
 
 # ---- translate ------------------------------------------------------------------------------
 def translate_command(args) -> int:
-    from ..training.trainer import limit_blas_threads
     from ..translation.evaluate import format_results, score_test, translate_texts
     from ..translation.pipeline import load_translator
 
-    _limiter = limit_blas_threads(args.threads)  # noqa: F841  (kept alive for the command)
+    _limiter = set_threads(args.threads)  # noqa: F841  (kept alive for the command)
     try:
         model, tok, info = load_translator(_check_file(args.checkpoint, "checkpoint"))
         check_beam(args.beam, len(tok))

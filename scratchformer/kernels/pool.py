@@ -32,7 +32,6 @@ plain path, NumPy calls as written.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,7 +42,8 @@ MAX_DEFAULT = 8  # the default never starts more threads than this
 
 
 def default_threads() -> int:
-    """``SCRATCHFORMER_NUM_THREADS`` if set, else the cores this process may use (≤ 8)."""
+    """``SCRATCHFORMER_NUM_THREADS`` if set, else the cores this process may use (≤ 8),
+    shared among the processes torchrun started on this machine (``LOCAL_WORLD_SIZE``)."""
     env = os.environ.get("SCRATCHFORMER_NUM_THREADS")
     if env:
         try:
@@ -57,7 +57,11 @@ def default_threads() -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_DEFAULT))
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    except ValueError:
+        local = 1
+    return max(1, min(cores // local, MAX_DEFAULT))
 
 
 _threads = 1  # the pool is off until ``threads`` turns it on (a training run, a benchmark)
@@ -77,28 +81,41 @@ def executor(n: int) -> ThreadPoolExecutor:
     return _executors[key]
 
 
-@contextlib.contextmanager
-def threads(n: int | None = None):
-    """Run the enclosed code on ``n`` threads (None: ``default_threads()``).
+class threads:
+    """Run on ``n`` threads from now until ``restore()`` (None: ``default_threads()``).
 
     With n > 1 the pool is on and BLAS is held to one thread per worker (threadpoolctl);
     with n == 1 everything is one thread. If BLAS cannot be limited (threadpoolctl is not
     installed) the pool stays off and BLAS keeps its own threads: never both at once.
-    Restores the previous setting on exit.
+    Like threadpoolctl's limiter it takes effect when made; as a context manager it
+    restores the previous setting on exit::
+
+        with pool.threads(2):
+            trainer.fit()
     """
-    global _threads
-    n = default_threads() if n is None else int(n)
-    if n < 1:
-        raise ValueError(f"threads must be at least 1, got {n}")
-    limiter = _limit_blas(1)
-    before = _threads
-    _threads = n if limiter is not None else 1
-    try:
-        yield _threads
-    finally:
-        _threads = before
-        if limiter is not None:
-            limiter.restore_original_limits()
+
+    def __init__(self, n: int | None = None):
+        global _threads
+        n = default_threads() if n is None else int(n)
+        if n < 1:
+            raise ValueError(f"threads must be at least 1, got {n}")
+        self._limiter = _limit_blas(1)
+        self._before, self._active = _threads, True
+        self.n = _threads = n if self._limiter is not None else 1
+
+    def restore(self) -> None:
+        """Put back the thread count and BLAS limit from before (once)."""
+        global _threads
+        if self._active:
+            _threads, self._active = self._before, False
+            if self._limiter is not None:
+                self._limiter.restore_original_limits()
+
+    def __enter__(self) -> int:
+        return self.n
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
 
 
 def _limit_blas(n: int):

@@ -26,7 +26,7 @@ from ..data.shakespeare import iter_corpus_file, load_corpus
 from ..models.gpt import GPT, GPTConfig
 from .checkpoint import load
 from .rundir import check_input_file, open_run
-from .trainer import TrainConfig, Trainer, limit_blas_threads, lm_step, trainer_state
+from .trainer import TrainConfig, Trainer, lm_step, trainer_state
 
 
 def compact_dtype(vocab_size: int):
@@ -210,8 +210,6 @@ def _train_gpt(*, corpus, out_dir, n_layers, n_heads, d_model, d_ff, block, drop
                tie_embeddings, seed, steps, batch, lr, min_lr, warmup, beta2, weight_decay, clip,
                eval_every, eval_batches, checkpoint_every, resume, until, progress, threads,
                text, force, parallel, t0) -> dict:
-    threads = 1 if threads is None else threads  # one BLAS thread unless asked: see limit_blas_threads
-    limiter = limit_blas_threads(threads)  # noqa: F841  (kept alive for the whole run)
     ckpt = None if out_dir is None else os.path.join(os.fspath(out_dir), "checkpoint.safetensors")
     if resume:
         if not os.path.lexists(ckpt):
@@ -255,7 +253,7 @@ def _train_gpt(*, corpus, out_dir, n_layers, n_heads, d_model, d_ff, block, drop
                       out_dir=out_dir if writes else None, progress=progress if writes else False,
                       extra_state={"tokenizer": tokenizer.to_json(), "block": block,
                                    "corpus": str(corpus)},
-                      blas_threads=threads)
+                      threads=threads)
     if resume:
         trainer.resume(ckpt)
     result = trainer.fit(until)

@@ -137,11 +137,12 @@ def task_train_config(task_name: str, **overrides) -> TrainConfig:
 
 def make_task_trainer(task, model=None, config: TrainConfig | None = None, *, out_dir=None,
                       progress=True, quick: int | None = 200, seed: int = 0,
-                      parallel=None) -> Trainer:
+                      parallel=None, threads: int | None = None) -> Trainer:
     """A Trainer for a toy task: batches ``task.batch(rng, config.batch_size)``, evaluation
     on ``task.held_out()`` (``trainer.evaluator``), the task stored in every checkpoint.
     ``parallel``: a ``training.distributed.DataParallel`` — each process then trains on its
-    share of every global batch (every process evaluates, so all stop at the same step)."""
+    share of every global batch (every process evaluates, so all stop at the same step).
+    ``threads``: the Trainer's (None: every core this process may use)."""
     config = config if config is not None else task_train_config(task.name, seed=seed)
     model = model if model is not None else Transformer(task_model_config(task, seed=seed))
     bs = config.batch_size
@@ -153,7 +154,8 @@ def make_task_trainer(task, model=None, config: TrainConfig | None = None, *, ou
     if parallel is not None:
         batch_fn, step_fn = parallel.shard(batch_fn), parallel.wrap(seq2seq_step)
     trainer = Trainer(model, batch_fn, config, step_fn=step_fn, evaluate=evaluator,
-                      out_dir=out_dir, progress=progress, extra_state={"task": task.to_dict()})
+                      out_dir=out_dir, progress=progress, extra_state={"task": task.to_dict()},
+                      threads=threads)
     trainer.evaluator = evaluator
     return trainer
 

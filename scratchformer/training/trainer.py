@@ -51,6 +51,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from ..core.loss import CrossEntropyLoss
+from ..kernels import pool
 from .checkpoint import load, save
 from .optim import SGD, Adam, AdamW, clip_grad_norm
 from .progress import Progress, format_metrics
@@ -263,22 +264,22 @@ class Trainer:
         extra_state: JSON-able dict stored in every checkpoint (e.g. the task, for the CLI).
         criterion: the loss; default CrossEntropyLoss(ignore_index=model.config.pad_id
             (if any), label_smoothing=config.label_smoothing).
-        blas_threads: BLAS threads during ``fit`` (via threadpoolctl, when installed; None
-            leaves them alone). 1 is the default: the matrices of small models are too
-            small to split, and on a busy 2-core machine two threads ran up to 10x slower.
+        threads: threads during ``fit``: the worker pool of ``kernels.pool``, each BLAS call
+            on one thread (None: ``pool.default_threads()``, the cores this process may
+            use; 1: one thread throughout).
     """
 
     def __init__(self, model, batch_fn: Callable, config: TrainConfig | None = None, *,
                  step_fn: Callable | None = None, evaluate: Callable | None = None,
                  out_dir: str | os.PathLike | None = None, progress=True,
-                 extra_state: dict | None = None, criterion=None, blas_threads: int | None = 1):
+                 extra_state: dict | None = None, criterion=None, threads: int | None = None):
         self.model, self.batch_fn = model, batch_fn
         self.config = cfg = config if config is not None else TrainConfig()
         self.step_fn = step_fn or default_step_fn(model)
         self.evaluate = evaluate
         self.out_dir = None if out_dir is None else os.fspath(out_dir)
         self.progress, self.extra_state = progress, dict(extra_state or {})
-        self.blas_threads = blas_threads
+        self.threads = threads
         pad = getattr(getattr(model, "config", None), "pad_id", None)
         self.criterion = criterion or CrossEntropyLoss(ignore_index=pad,
                                                        label_smoothing=cfg.label_smoothing)
@@ -301,7 +302,7 @@ class Trainer:
             if self.step == 0:  # a fresh run starts a fresh log
                 open(os.path.join(self.out_dir, "metrics.jsonl"), "w").close()
         model.train()
-        limiter = limit_blas_threads(self.blas_threads)
+        limiter = pool.threads(self.threads)
         bar = Progress(self.progress, cfg.steps, self.step)
         t_start = time.perf_counter()
         win_loss, win_tok, win_n, win_t0 = 0.0, 0, 0, time.perf_counter()
@@ -352,8 +353,7 @@ class Trainer:
         finally:
             signals.__exit__()
             bar.close()
-            if limiter is not None:
-                limiter.restore_original_limits()
+            limiter.restore()
         if self.out_dir:
             self.save(os.path.join(self.out_dir, "checkpoint.safetensors"))
         measured = self.last_eval_step is not None and self.last_eval_step != evals_before
@@ -468,15 +468,3 @@ def _generators(model) -> list[np.random.Generator]:
                 seen.add(id(g))
                 out.append(g)
     return out
-
-
-def limit_blas_threads(n: int | None = 1):
-    """Use at most ``n`` BLAS threads if threadpoolctl is installed (small matrices run
-    faster on one thread); returns the limiter (keep a reference) or None."""
-    if not n:
-        return None
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(limits=n, user_api="blas")

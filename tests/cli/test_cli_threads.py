@@ -1,10 +1,11 @@
-"""--threads on the gpt and translate commands reaches the training loop's BLAS limit."""
+"""--threads on the training commands reaches the training loop's worker pool."""
 
 from pathlib import Path
 
 import pytest
 
 import scratchformer.training.lm as lm_mod
+import scratchformer.training.recipes as recipes_mod
 import scratchformer.training.trainer as train_mod
 from scratchformer import cli
 
@@ -17,33 +18,42 @@ class _Stop(Exception):
 
 @pytest.fixture
 def seen(monkeypatch):
-    """Replace Trainer by a stub that records blas_threads and stops the command."""
+    """Replace Trainer by a stub that records its threads and stops the command."""
     got = {}
 
     class Recorder:
-        def __init__(self, *args, blas_threads=1, **kwargs):
-            got["blas_threads"] = blas_threads
+        def __init__(self, *args, threads=None, **kwargs):
+            got["threads"] = threads
             raise _Stop
 
     monkeypatch.setattr(train_mod, "Trainer", Recorder)  # translate-train
     monkeypatch.setattr(lm_mod, "Trainer", Recorder)  # gpt train (training.lm)
+    monkeypatch.setattr(recipes_mod, "Trainer", Recorder)  # train (training.recipes)
     return got
 
 
-@pytest.mark.parametrize("flag,expected", [([], 1), (["--threads", "2"], 2)])
+@pytest.mark.parametrize("flag,expected", [([], None), (["--threads", "1"], 1)])
 def test_gpt_train_passes_threads_to_the_trainer(tmp_path, seen, flag, expected):
     text = tmp_path / "t.txt"
     text.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 40)
     with pytest.raises(_Stop):
         cli.main(["gpt", "train", "--corpus", str(text), "--out", str(tmp_path / "g"),
                   "--steps", "2", "--no-progress", *flag])
-    assert seen["blas_threads"] == expected
+    assert seen["threads"] == expected
 
 
-@pytest.mark.parametrize("flag,expected", [([], 1), (["--threads", "2"], 2)])
+@pytest.mark.parametrize("flag,expected", [([], None), (["--threads", "1"], 1)])
 def test_translate_train_passes_threads_to_the_trainer(tmp_path, seen, flag, expected):
     with pytest.raises(_Stop):
         cli.main(["translate-train", "--pairs", FIXTURE, "--vocab-size", "120", "--d-model", "32",
                   "--d-ff", "64", "--n-heads", "2", "--layers", "1", "--steps", "2",
                   "--out", str(tmp_path / "t"), "--no-progress", *flag])
-    assert seen["blas_threads"] == expected
+    assert seen["threads"] == expected
+
+
+@pytest.mark.parametrize("flag,expected", [([], None), (["--threads", "1"], 1)])
+def test_train_passes_threads_to_the_trainer(tmp_path, seen, flag, expected):
+    with pytest.raises(_Stop):
+        cli.main(["train", "--task", "copy", "--steps", "2", "--out", str(tmp_path / "c"),
+                  "--no-progress", *flag])
+    assert seen["threads"] == expected

@@ -84,7 +84,7 @@ def test_a_bad_flag_value_is_one_line_naming_the_flag(command, flag, value, mess
     ("-2", common.any_int, -2), ("0.5", common.probability, 0.5),
     ("1", common.unit_interval, 1.0), ("1e-3", common.positive_float, 1e-3),
     ("0", common.non_negative_float, 0.0), ("-3.5", common.finite_float, -3.5),
-    ("1", common.threads, 1), ("0", common.threads_or_zero, 0),
+    ("1", common.threads, 1),
 ])
 def test_validators_accept_good_values(text, fn, value):
     assert fn(text) == value

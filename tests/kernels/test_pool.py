@@ -103,6 +103,17 @@ def test_default_threads_from_the_environment(monkeypatch):
             pool.default_threads()
     monkeypatch.delenv("SCRATCHFORMER_NUM_THREADS")
     assert 1 <= pool.default_threads() <= pool.MAX_DEFAULT
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1000")  # torchrun: cores shared among its processes
+    assert pool.default_threads() == 1
+
+
+def test_kept_limiter_restores_once():
+    before = pool.num_threads()
+    limiter = pool.threads(2)
+    assert pool.num_threads() == 2
+    limiter.restore()
+    limiter.restore()
+    assert pool.num_threads() == before
 
 
 def test_training_step_same_on_one_thread_and_three(make_transformer):

@@ -40,7 +40,7 @@ def _train(parallel, optimizer: str):
     step_fn = seq2seq_step
     if parallel is not None:
         batch_fn, step_fn = parallel.shard(batch_fn), parallel.wrap(step_fn)
-    trainer = Trainer(model, batch_fn, cfg, step_fn=step_fn, progress=False, blas_threads=None)
+    trainer = Trainer(model, batch_fn, cfg, step_fn=step_fn, progress=False, threads=1)
     result = trainer.fit()
     return model.state_dict(), [r["loss"] for r in result.history if r["kind"] == "train"]
 
