@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ..kernels import pool
+from ..kernels import linear
 from ..kernels import rows as K
 from . import functional as F
 from .module import Module, Parameter
@@ -45,18 +45,16 @@ class Linear(Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear expects last dimension {self.in_features}, got shape {x.shape}")
         self._x = x
-        y = pool.matmul(x.reshape(-1, self.in_features), self.weight.data.T)  # (N, out): one matmul
-        if self.bias is not None:
-            y += self.bias.data
+        b = None if self.bias is None else self.bias.data
+        y = linear.forward(x.reshape(-1, self.in_features), self.weight.data, b)  # (N, out)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         x2 = self._x.reshape(-1, self.in_features)  # (N, in)
         g2 = g.reshape(-1, self.out_features)  # (N, out)
-        self.weight.grad += pool.matmul_tn(g2, x2)  # gᵀ x (out, in)
-        if self.bias is not None:
-            self.bias.grad += K.colsum(g2)  # Σ_rows g
-        return pool.matmul(g2, self.weight.data).reshape(self._x.shape)  # g W (..., in)
+        db = None if self.bias is None else self.bias.grad
+        dx2 = linear.backward(x2, g2, self.weight.data, self.weight.grad, db)  # adds gᵀx, Σ g
+        return dx2.reshape(self._x.shape)  # g W (..., in)
 
 
 def scatter_add_rows(target: np.ndarray, idx: np.ndarray, rows: np.ndarray) -> None:

@@ -161,10 +161,13 @@ def _split(flops: float, n: int) -> int:
     return min(2 * _threads, n)
 
 
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, then=None) -> np.ndarray:
     """``a @ b``, cut along a's first axis: its rows (2-D) or its batch axis (stacked).
 
     ``b`` is 2-D (shared by every part) or stacked like ``a`` with the same first axis.
+    ``then(lo, hi)``, if given, runs right after the part ``out[lo:hi]`` is computed, on
+    the same thread, while those rows are still in cache: a bias, an activation (a fused
+    epilogue; with one part it runs once, on all rows).
     """
     if out is None:
         shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
@@ -173,25 +176,35 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     split_b = b.ndim == a.ndim and a.ndim > 2  # stacked b: its batch axis goes with a's
     if parts == 1 or out.ndim != a.ndim or out.shape[0] != a.shape[0] or (
             split_b and b.shape[0] != a.shape[0]):  # one of them broadcasts along that axis
-        return np.matmul(a, b, out=out)
+        np.matmul(a, b, out=out)
+        if then is not None:
+            then(0, out.shape[0])
+        return out
 
     def part(lo, hi):
         np.matmul(a[lo:hi], b[lo:hi] if split_b else b, out=out[lo:hi])
+        if then is not None:
+            then(lo, hi)
 
     run(part, a.shape[0], parts)
     return out
 
 
-def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, then=None) -> np.ndarray:
     """``aᵀ @ b`` for 2-D a (N, m) and b (N, n) → (m, n), cut along the m columns of a.
 
     The weight gradient of a linear layer, gᵀ x: each part is one BLAS call on a strided
     view (no copy), and each output row is a dot product over all N rows, as in one call.
+    ``then(lo, hi)`` as in ``matmul``, for the rows ``out[lo:hi]`` (columns lo:hi of a).
     """
     if out is None:
         out = np.empty((a.shape[1], b.shape[1]), dtype=np.result_type(a, b))
     parts = _split(2.0 * out.size * a.shape[0], a.shape[1])
-    if parts == 1:
-        return np.matmul(a.T, b, out=out)
-    run(lambda lo, hi: np.matmul(a[:, lo:hi].T, b, out=out[lo:hi]), a.shape[1], parts)
+
+    def part(lo, hi):
+        np.matmul(a[:, lo:hi].T, b, out=out[lo:hi])
+        if then is not None:
+            then(lo, hi)
+
+    run(part, a.shape[1], parts)
     return out

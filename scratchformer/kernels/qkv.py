@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import pool
-from .rows import colsum
+from . import linear
 
 
 def stack(projs) -> tuple[np.ndarray, np.ndarray]:
@@ -35,8 +34,7 @@ def split_heads(y: np.ndarray, B: int, T: int, n: int, H: int) -> np.ndarray:
 
 def project(x2: np.ndarray, w: np.ndarray, b: np.ndarray, B: int, T: int, H: int) -> np.ndarray:
     """x2 (B·T, D) through the stacked projections → (n, B, H, T, Dh) views of one matmul."""
-    y = pool.matmul(x2, w.T)  # (B·T, nD)
-    y += b
+    y = linear.forward(x2, w, b)  # (B·T, nD)
     return split_heads(y, B, T, w.shape[0] // x2.shape[1], H)
 
 
@@ -53,9 +51,10 @@ def project_backward(projs, x2: np.ndarray, w: np.ndarray, dy: np.ndarray) -> np
     """Backward of ``project``: dy (B·T, nD) → adds dW = dyᵀ x, db = Σ dy onto each Linear
     in ``projs`` (its slice of rows), returns dx2 = dy W (B·T, D)."""
     D = x2.shape[1]
-    dw = pool.matmul_tn(dy, x2)  # (nD, D): every projection's weight gradient in one matmul
-    db = colsum(dy)  # (nD,)
+    dw = np.zeros_like(w)  # (nD, D): every projection's weight gradient in one matmul
+    db = np.zeros(w.shape[0], dtype=w.dtype)  # (nD,)
+    dx2 = linear.backward(x2, dy, w, dw, db)
     for i, p in enumerate(projs):
         p.weight.grad += dw[i * D:(i + 1) * D]
         p.bias.grad += db[i * D:(i + 1) * D]
-    return pool.matmul(dy, w)  # (B·T, D)
+    return dx2  # (B·T, D)

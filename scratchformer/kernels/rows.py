@@ -116,24 +116,28 @@ def gelu_rows(x: np.ndarray, y: np.ndarray, dydx: np.ndarray | None) -> None:
 
     gelu(x) = 0.5·x·(1 + tanh z),  z = √(2/π)(x + 0.044715x³);
     gelu'(x) = 0.5(1 + tanh z) + 0.5·x·(1 - tanh² z)·z',  z' = √(2/π)(1 + 3·0.044715x²).
+
+    Computed through the identity 0.5(1 + tanh z) = σ(2z) = 1 / (1 + e^(-2z)): one exp
+    costs half a tanh in NumPy. With s = σ(2z) the two lines above read
+    gelu = x·s,  gelu' = s + x·s·(1 - s)·2z'.
     """
     x2 = x * x  # x²
-    t = x2 * (SQRT_2_OVER_PI * GELU_C)
-    t += SQRT_2_OVER_PI
-    t *= x  # z = √(2/π)(x + 0.044715x³)
-    np.tanh(t, out=t)  # tanh z
-    p = t + 1.0
-    p *= 0.5  # 0.5(1 + tanh z)
-    np.multiply(x, p, out=y)  # gelu
+    t = x2 * (-2.0 * SQRT_2_OVER_PI * GELU_C)
+    t -= 2.0 * SQRT_2_OVER_PI
+    t *= x  # -2z
+    with np.errstate(over="ignore"):  # x < -9 or so: e^(-2z) = inf, s = 0 as it should be
+        np.exp(t, out=t)
+    t += 1.0
+    np.divide(1.0, t, out=t)  # s = σ(2z)
+    np.multiply(x, t, out=y)  # gelu = x·s
     if dydx is None:
         return
-    x2 *= 1.5 * SQRT_2_OVER_PI * GELU_C
-    x2 += 0.5 * SQRT_2_OVER_PI
-    x2 *= x  # 0.5·x·z'
-    t *= t
-    np.subtract(1.0, t, out=t)  # 1 - tanh² z
-    t *= x2
-    np.add(t, p, out=dydx)  # 0.5(1 + tanh z) + 0.5·x·(1 - tanh² z)·z'
+    x2 *= 6.0 * SQRT_2_OVER_PI * GELU_C
+    x2 += 2.0 * SQRT_2_OVER_PI  # 2z'
+    x2 *= y  # x·s·2z'
+    np.subtract(1.0, t, out=dydx)  # 1 - s
+    dydx *= x2
+    dydx += t  # s + x·s·(1 - s)·2z'
 
 
 # ---- LayerNorm -------------------------------------------------------------------------------
