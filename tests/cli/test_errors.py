@@ -155,7 +155,7 @@ def test_translate_test_refuses_an_empty_test_split_and_unusable_outputs(tmp_pat
     assert not (tmp_path / "r" / "checkpoint.safetensors").exists()  # refused before training
 
 
-@pytest.mark.parametrize("command", ["train", "gpt train"])
+@pytest.mark.parametrize("command", ["train", "gpt train", "translate-train"])
 def test_torchrun_without_torch_is_one_line_before_the_run_directory(command, tmp_path,
                                                                       monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun starts a command

@@ -1,8 +1,8 @@
 """Data-parallel NumPy training (training/distributed.py) on torch.distributed with gloo:
 two processes keep bit-identical replicas and train what one process trains on the whole
 global batch (float64, ≤ 1e-10) — fixed-size batches (a toy task) and translate-train's
-batches by length (odd sizes, padded; one smaller than the world). Then train and gpt train
-under torchrun, through the command line."""
+batches by length (odd sizes, padded; one smaller than the world). Then train, gpt train
+and translate-train under torchrun, through the command line."""
 
 from __future__ import annotations
 
@@ -202,3 +202,30 @@ def test_torchrun_two_processes_train_the_gpt_and_resume(tmp_path):
         r = _torchrun(*base, *extra)
         assert r.stdout.count("parameters;") == 1  # rank 0 reports
         assert load(out / "checkpoint.safetensors")[2]["trainer"]["step"] == step
+
+
+def test_torchrun_two_processes_translate_write_once_resume_and_score_once(tmp_path):
+    pytest.importorskip("sacrebleu")  # the test split's BLEU / chrF
+    from scratchformer.training.checkpoint import load
+
+    def run(out, *extra):
+        # batches of 1, 8, 5, 5, ... pairs: the first leaves rank 1 nothing but padding
+        r = _torchrun("translate-train", "--pairs", FIXTURE, "--val-frac", "0.1", "--test-frac",
+                      "0.1", "--vocab-size", "80", "--d-model", "16", "--d-ff", "32", "--n-heads",
+                      "2", "--layers", "1", "--warmup", "2", "--max-tokens", "64", "--eval-every",
+                      "3", "--eval-decode", "2", "--checkpoint-every", "2", "--test-beams", "1",
+                      "--no-progress", "--threads", "1", "--out", str(out), *extra)
+        assert r.stdout.count("greedy") == 1  # rank 0 alone scores the test split
+        assert r.stderr.count("trained to step") == 1  # and reports
+        return load(out / "checkpoint.safetensors")
+
+    out = tmp_path / "tr"
+    run(out, "--steps", "4")
+    state = run(out, "--resume", "--steps", "6")[2]
+    assert state["trainer"]["step"] == 6
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors", "metrics.jsonl",
+                                                     "results.json"]
+    assert json.loads((out / "results.json").read_text())["step"] == 6
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["step"]) for r in records] == [  # each once: rank 1 wrote nothing
+        ("eval", 3), ("train", 4), ("eval", 4), ("train", 6), ("eval", 6)]
