@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
     t = sub.add_parser("train", help="train a GPT on a corpus, with checkpoints and resume",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Random contiguous blocks of the corpus (first 90%% train, last 10%% "
+                       description="Random contiguous blocks of the corpus (first 90% train, last 10% "
                                    "validation), AdamW, linear warm-up + cosine decay, gradient clipping. "
                                    "Defaults: nanoGPT's CPU recipe. Under torchrun (torchrun --standalone "
                                    "--nproc_per_node N -m scratchformer gpt train ...) it trains "
