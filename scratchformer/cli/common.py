@@ -1,5 +1,5 @@
 """What every command shares: its one error type, the argparse parser and help format,
-and the BLAS thread limit.
+the BLAS thread limit, and data-parallel training under torchrun.
 
 A user mistake (a bad flag value, an unusable path, a bad or foreign file) raises
 ``CLIError``; ``scratchformer.cli.main`` prints it as one line ``scratchformer: error: ...``
@@ -46,6 +46,39 @@ def say(args, *lines):
     if not getattr(args, "quiet", False):
         for line in lines:
             print(line, flush=True)
+
+
+# ---- data-parallel training under torchrun: train, gpt train, translate-train ------------------
+def data_parallel(batch_size: int | None = None, flag: str = "--batch-size"):
+    """This process's ``training.distributed.DataParallel`` when torchrun started several
+    (WORLD_SIZE > 1), else None. Only then is torch imported: CLIError when it is missing,
+    or when ``batch_size`` (a fixed global batch; None: any size) does not split evenly."""
+    from ..training.distributed import DataParallel, world_size
+
+    if world_size() <= 1:
+        return None
+    try:
+        parallel = DataParallel()
+    except ImportError as e:
+        raise CLIError(str(e)) from None
+    if batch_size is not None and batch_size % parallel.world:
+        raise CLIError(f"{flag} {batch_size} must be divisible by the {parallel.world} processes")
+    return parallel
+
+
+def in_run_dir(out, run, *, resume: bool, force: bool, parallel=None):
+    """``run(out)`` holding the lock on the run directory ``out`` (``training.rundir.open_run``);
+    a data-parallel helper rank (``parallel`` not rank 0) runs ``run(None)``: rank 0 alone
+    owns the directory, and the others write nothing."""
+    from ..training.rundir import RunDirError, open_run
+
+    if parallel is not None and not parallel.is_main:
+        return run(None)
+    try:
+        with open_run(out, resume=resume, force=force):
+            return run(out)
+    except RunDirError as e:
+        raise CLIError(str(e)) from None
 
 
 # ---- flag validators: argparse ``type=`` functions --------------------------------------------

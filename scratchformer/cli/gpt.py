@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import (CLIError, describe, non_negative_float, non_negative_int, path_arg,
-                     positive_float, positive_int, probability, set_threads, threads, user_errors)
+from .common import (CLIError, data_parallel, describe, non_negative_float, non_negative_int,
+                     path_arg, positive_float, positive_int, probability, set_threads, threads,
+                     user_errors)
 
 
 def register(subparsers) -> None:
@@ -29,9 +30,11 @@ def register(subparsers) -> None:
 
     t = sub.add_parser("train", help="train a GPT on a corpus, with checkpoints and resume",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Random contiguous blocks of the corpus (first 90%% train, last 10%% "
+                       description="Random contiguous blocks of the corpus (first 90% train, last 10% "
                                    "validation), AdamW, linear warm-up + cosine decay, gradient clipping. "
-                                   "Defaults: nanoGPT's CPU recipe.")
+                                   "Defaults: nanoGPT's CPU recipe. Under torchrun (torchrun --standalone "
+                                   "--nproc_per_node N -m scratchformer gpt train ...) it trains "
+                                   "data-parallel; process 0 alone writes OUT.")
     t.add_argument("--corpus", default="tiny", type=path_arg,
                    help="'tiny' (9 plays, ~1.1M chars), 'all' (38 plays) or the path of a UTF-8 text file")
     t.add_argument("--out", default="runs/gpt", type=path_arg,
@@ -130,16 +133,11 @@ def train_command(args) -> int:
 
 
 def _train_from_args(args) -> dict:
-    from ..training.distributed import DataParallel, world_size
     from ..training.lm import train_gpt
 
-    parallel = None
-    if world_size() > 1:  # under torchrun: data-parallel, rank 0 owns the run directory
-        parallel = DataParallel()
-        if args.batch % parallel.world:
-            raise CLIError(f"--batch {args.batch} must be divisible by the {parallel.world} processes")
-        if not parallel.is_main:
-            args.sample_tokens = 0
+    parallel = data_parallel(args.batch, "--batch")  # under torchrun: rank 0 owns the run directory
+    if parallel is not None and not parallel.is_main:
+        args.sample_tokens = 0
     return train_gpt(args.corpus, args.out, n_layers=args.n_layers, n_heads=args.n_heads,
                      d_model=args.d_model, d_ff=args.d_ff, block=args.block, dropout=args.dropout,
                      tie_embeddings=not args.untied, seed=args.seed, steps=args.steps,

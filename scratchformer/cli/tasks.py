@@ -14,9 +14,10 @@ import sys
 import time
 
 from ..data.tasks import TASKS
-from .common import (CLIError, Formatter, check_beam, describe, non_negative_float, non_negative_int,
-                     path_arg, positive_float, positive_int, probability, say, set_threads,
-                     threads, unit_interval, user_errors)
+from .common import (CLIError, Formatter, check_beam, data_parallel, describe, in_run_dir,
+                     non_negative_float, non_negative_int, path_arg, positive_float, positive_int,
+                     probability, say, set_threads, threads, unit_interval,
+                     user_errors)
 
 TASK_NAMES = tuple(TASKS)
 
@@ -43,7 +44,9 @@ def _add_train(sub):
         epilog="examples:\n  scratchformer train --task copy --out runs/copy\n"
                "  scratchformer train --task shift --offset 3 --steps 3000 --out runs/shift3\n"
                "  scratchformer train --task dates --no-progress --out runs/dates\n"
-               "  scratchformer train --resume runs/dates/checkpoint.safetensors")
+               "  scratchformer train --resume runs/dates/checkpoint.safetensors\n"
+               "  torchrun --standalone --nproc_per_node 2 -m scratchformer train --task reverse "
+               "--threads 1   # data-parallel: rank 0 writes OUT")
     p.add_argument("--task", help=f"the toy task: one of {', '.join(TASK_NAMES)} "
                                   "(required unless --resume)")
     p.add_argument("--out", type=path_arg, help="run directory for checkpoint.safetensors and metrics.jsonl "
@@ -219,30 +222,15 @@ def _train_overrides(args) -> dict:
 
 # ---- commands ---------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from ..training.distributed import DataParallel, world_size
-    from ..training.rundir import RunDirError, open_run
-
     limiter = set_threads(args.threads)  # noqa: F841  (kept alive for the whole run)
     model, task, config = _prepare_train(args)  # every flag checked before the run directory
     out = (args.out or os.path.dirname(os.path.abspath(args.resume)) if args.resume
            else args.out or os.path.join("runs", task.name))
-    parallel = None
-    if world_size() > 1:  # under torchrun: data-parallel, rank 0 owns the run directory
-        try:
-            parallel = DataParallel()
-        except ImportError as e:
-            raise CLIError(str(e)) from None
-        if config.batch_size % parallel.world:
-            raise CLIError(f"--batch-size {config.batch_size} must be divisible by the "
-                           f"{parallel.world} processes")
-        if not parallel.is_main:
-            args.quiet, args.samples = True, 0
-            return _train_run(args, None, model, task, config, parallel)
-    try:
-        with open_run(out, resume=bool(args.resume), force=args.force):
-            return _train_run(args, out, model, task, config, parallel)
-    except RunDirError as e:
-        raise CLIError(str(e)) from None
+    parallel = data_parallel(config.batch_size)  # under torchrun: rank 0 owns the run directory
+    if parallel is not None and not parallel.is_main:
+        args.quiet, args.samples = True, 0
+    return in_run_dir(out, lambda out: _train_run(args, out, model, task, config, parallel),
+                      resume=bool(args.resume), force=args.force, parallel=parallel)
 
 
 def _prepare_train(args):

@@ -6,6 +6,8 @@
     scratchformer translate --checkpoint runs/translate/checkpoint.safetensors \\
         --text "And God said, Let there be light" --beam 5
     scratchformer translate --checkpoint runs/translate/checkpoint.safetensors --test --beam 5
+    torchrun --standalone --nproc_per_node 2 -m scratchformer translate-train \\
+        --corpus bible-en-es --out runs/translate      # data-parallel, one process per core
 
 ``register(subparsers)`` adds both commands; NumPy, the model and sacrebleu load when a
 command runs. The library behind them is ``scratchformer.translation``.
@@ -19,8 +21,9 @@ import os
 import sys
 import time
 
-from .common import (CLIError, check_beam, describe, finite_float, non_negative_int, path_arg,
-                     positive_float, positive_int, probability, set_threads, threads, user_errors)
+from .common import (CLIError, check_beam, data_parallel, describe, finite_float, in_run_dir,
+                     non_negative_int, path_arg, positive_float, positive_int, probability,
+                     set_threads, threads, user_errors)
 
 
 def register(subparsers) -> None:
@@ -32,7 +35,10 @@ def register(subparsers) -> None:
         description="Joint BPE vocabulary, pre-LN Transformer with tied embeddings, batches of "
                     "similar length, Adam + warm-up/cosine, checkpoints and resume; at the end "
                     "BLEU/chrF on the test split (greedy and beam) next to the copy and "
-                    "word-dictionary baselines, written to OUT/results.json.")
+                    "word-dictionary baselines, written to OUT/results.json. Under torchrun "
+                    "(torchrun --standalone --nproc_per_node N -m scratchformer translate-train "
+                    "...) it trains data-parallel: each process takes its share of every batch, "
+                    "and process 0 alone writes OUT and scores the test split.")
     src = t.add_mutually_exclusive_group(required=True)
     src.add_argument("--corpus", choices=["bible-en-es"],
                      help="KJV (1611/1769) → Reina-Valera 1909, split by book "
@@ -104,17 +110,15 @@ def _log(msg: str) -> None:
 
 # ---- translate-train ----------------------------------------------------------------------
 def train_command(args) -> int:
-    from ..training.rundir import RunDirError, open_run
-
     if args.resume and args.force:
         raise CLIError("--force starts a new run; it does not go with --resume")
     if args.pairs:
         _check_file(args.pairs, "--pairs file")
-    try:
-        with open_run(args.out, resume=args.resume, force=args.force):
-            return _train_run(args)
-    except RunDirError as e:
-        raise CLIError(str(e)) from None
+    # under torchrun: data-parallel over batches of any size (padded, see DataParallel.shard);
+    # rank 0 owns the run directory
+    parallel = data_parallel()
+    return in_run_dir(args.out, lambda out: _train_run(args, out, parallel), resume=args.resume,
+                      force=args.force, parallel=parallel)
 
 
 def _check_file(path, what):
@@ -126,15 +130,18 @@ def _check_file(path, what):
         raise CLIError(describe(e)) from None
 
 
-def _train_run(args) -> int:
-    """translate-train inside its locked run directory."""
-    from ..training.trainer import Trainer, TrainConfig, TrainingDiverged
+def _train_run(args, out, parallel=None) -> int:
+    """translate-train inside its locked run directory ``out`` (None: a data-parallel helper
+    rank, which reads the checkpoint to resume but writes nothing, does not evaluate — no
+    stopping decision depends on it — and leaves the test split to rank 0)."""
+    from ..training.trainer import Trainer, TrainConfig, TrainingDiverged, seq2seq_step
     from ..translation.bpe import BPETokenizer
     from ..translation.data import encode_pairs
     from ..translation.evaluate import format_results, score_test
     from ..translation.pipeline import TranslationBatches, TranslationEvaluator, build_model
 
     _limiter = set_threads(args.threads)  # noqa: F841  (kept alive for the run)
+    log = _log if out is not None else (lambda msg: None)
     ckpt = os.path.join(args.out, "checkpoint.safetensors")
     if args.resume and not os.path.lexists(ckpt):
         raise CLIError(f"--resume: no checkpoint at {ckpt}")
@@ -153,8 +160,8 @@ def _train_run(args) -> int:
         if args.test_beams and not test:
             raise CLIError(f"the test split is empty ({len(train)} / {len(val)} / 0 pairs): "
                            f"raise --test-frac, or pass --test-beams with no value to skip it")
-        _log(f"pairs: train {len(train)}, validation {len(val)}, test {len(test)} "
-             f"({time.perf_counter() - t0:.1f}s)")
+        log(f"pairs: train {len(train)}, validation {len(val)}, test {len(test)} "
+            f"({time.perf_counter() - t0:.1f}s)")
         if args.resume:
             from ..training.rundir import check_input_file
             from ..translation.pipeline import load_translator
@@ -162,12 +169,12 @@ def _train_run(args) -> int:
         else:
             t1 = time.perf_counter()
             tok = BPETokenizer.train([s for s, _ in train] + [t for _, t in train], args.vocab_size)
-            _log(f"BPE: {len(tok)} symbols learned in {time.perf_counter() - t1:.1f}s")
+            log(f"BPE: {len(tok)} symbols learned in {time.perf_counter() - t1:.1f}s")
             saved = None
         for beam in args.test_beams or ():
             check_beam(beam, len(tok), "--test-beams")
         srcs, tgts = encode_pairs(tok, train, max_len=args.max_len)
-        _log(f"training pairs within --max-len {args.max_len}: {len(srcs)} of {len(train)}")
+        log(f"training pairs within --max-len {args.max_len}: {len(srcs)} of {len(train)}")
         if not srcs:
             raise CLIError(f"no training pair is within --max-len {args.max_len} tokens")
         vsrcs, vtgts = encode_pairs(tok, val, max_len=None)
@@ -181,35 +188,42 @@ def _train_run(args) -> int:
                           target=None, checkpoint_every=args.checkpoint_every, log_every=10)
         extra = {**info, "tokenizer": tok.to_dict(), "max_len": args.max_len,
                  "max_tokens": args.max_tokens}
-        trainer = Trainer(model, batches, cfg, out_dir=args.out,
-                          evaluate=TranslationEvaluator(tok, val, vsrcs, vtgts, args.eval_decode),
-                          progress="plain" if args.no_progress else True, extra_state=extra,
-                          threads=args.threads)
+        batch_fn, step_fn = batches, None
+        if parallel is not None:
+            batch_fn = parallel.shard(batches, ignore_index=model.config.pad_id)
+            step_fn = parallel.wrap(seq2seq_step)
+        evaluate = (TranslationEvaluator(tok, val, vsrcs, vtgts, args.eval_decode)
+                    if out is not None else None)
+        trainer = Trainer(model, batch_fn, cfg, step_fn=step_fn, out_dir=out, evaluate=evaluate,
+                          progress=out is not None and ("plain" if args.no_progress else True),
+                          extra_state=extra, threads=args.threads)
         if saved is not None:
             trainer.resume(ckpt)
             if trainer.step > args.steps:
                 raise CLIError(f"--steps {args.steps} is before the checkpoint's step "
                                f"{trainer.step}: with --resume, --steps N means 'up to N steps "
                                f"in all'")
-            _log(f"resumed from {ckpt} at step {trainer.step}")
+            log(f"resumed from {ckpt} at step {trainer.step}")
     except (*user_errors(), KeyError) as e:
         raise CLIError(describe(e)) from None
     n_params = sum(p.data.size for p in model.parameters())
-    _log(f"model: {n_params / 1e6:.2f}M parameters; {batches.n_batches} batches per epoch, "
-         f"{args.steps} steps ≈ {args.steps / batches.n_batches:.2f} epochs")
+    log(f"model: {n_params / 1e6:.2f}M parameters; {batches.n_batches} batches per epoch, "
+        f"{args.steps} steps ≈ {args.steps / batches.n_batches:.2f} epochs")
     try:
         result = trainer.fit()
     except TrainingDiverged as e:
         print(f"scratchformer: error: {e}", file=sys.stderr)
         return 1
-    _log(f"trained to step {result.step} in {result.train_time_s:.0f}s "
-         f"(last loss {result.last_loss:.3f}); checkpoint {ckpt}")
+    if out is None:  # a data-parallel helper rank: rank 0 scores and reports
+        return 0
+    log(f"trained to step {result.step} in {result.train_time_s:.0f}s "
+        f"(last loss {result.last_loss:.3f}); checkpoint {ckpt}")
     results = {"train_seconds": round(result.train_time_s, 1), "step": result.step,
                "val": result.eval}  # measured in this run only (empty if no evaluation ran)
     if args.test_beams:
         results["test"] = score_test(model, tok, train, test, args.test_beams, args.test_limit)
         print(format_results(results["test"]))
-    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
     return 0
 

@@ -10,7 +10,9 @@
 One step, with W processes ("ranks") and n_r the non-ignored target tokens of rank r:
 
     batch       every rank draws the same *global* batch (same seed), keeps rows
-                r·b .. (r+1)·b (b = B / W)
+                r·b .. (r+1)·b (b = B / W; a batch of any size B, such as translate-train's
+                batches by length, is first padded to a multiple of W with rows whose
+                targets are all ignored: see ``shard``)
     backward    rank r: g_r = ∇ (mean loss over its n_r tokens)       (the usual step_fn)
     all-reduce  one flat bucket [n_r·g_r …, n_r·loss_r, n_r], summed over the ranks
                 (zero-copy: torch.from_numpy views the NumPy buffer)
@@ -54,22 +56,42 @@ class DataParallel:
         self.is_main = self.rank == 0
         self._bucket: np.ndarray | None = None
 
-    def shard(self, batch_fn: Callable) -> Callable:
-        """``batch_fn`` whose arrays keep this rank's rows of the global batch (axis 0)."""
+    def shard(self, batch_fn: Callable, ignore_index: int | None = None) -> Callable:
+        """``batch_fn`` whose arrays keep this rank's rows of the global batch (axis 0).
+
+        A global batch whose B rows do not split evenly over the processes is an error,
+        unless ``ignore_index`` (the criterion's) is given: then ``pad_rows`` first adds
+        the W - B mod W rows it lacks, rows whose targets (the batch's last array) are all
+        ``ignore_index``. They add nothing to the loss or the gradient, and every rank
+        keeps the same shapes, so the dropout draws stay in step on every rank."""
         def local_batch(rng, step):
             batch = batch_fn(rng, step)  # the same global batch on every rank
             B = len(batch[0])
-            if B % self.world:
+            missing = -B % self.world
+            if missing and ignore_index is None:
                 raise ValueError(f"the global batch of {B} sequences does not split evenly over "
                                  f"{self.world} processes; choose a batch size divisible by {self.world}")
-            b = B // self.world
+            if missing:
+                batch = pad_rows(batch, missing, ignore_index)
+            b = (B + missing) // self.world
             return tuple(np.asarray(a)[self.rank * b:(self.rank + 1) * b] for a in batch)
         return local_batch
 
     def wrap(self, step_fn: Callable) -> Callable:
         """``step_fn`` followed by the all-reduce: every rank ends the step holding the
-        gradient of the mean loss over the global batch; returns (global mean loss, N)."""
+        gradient of the mean loss over the global batch; returns (global mean loss, N).
+
+        A rank whose rows are all padding (a global batch with fewer rows than processes)
+        still runs the forward and backward, against a zero loss, so that its dropout
+        draws stay in step, and contributes n_r = 0."""
         def step(model, batch, crit):
+            ignore = getattr(crit, "ignore_index", None)
+            if ignore is not None and not np.any(np.asarray(batch[-1]) != ignore):
+                step_fn(model, batch, _ZeroLoss())
+                params = model.parameters()
+                for p in params:
+                    p.grad.fill(0)
+                return self.all_reduce_gradients(params, 0.0, 0)
             loss, n = step_fn(model, batch, crit)
             return self.all_reduce_gradients(model.parameters(), loss, n)
         return step
@@ -96,3 +118,26 @@ class DataParallel:
     def close(self) -> None:
         if self._dist.is_initialized():
             self._dist.destroy_process_group()
+
+
+def pad_rows(batch, k: int, ignore_index: int) -> tuple:
+    """``batch`` (arrays with rows on axis 0, the target last) with ``k`` more rows: copies
+    of its last row whose target is all ``ignore_index`` — real inputs, so the forward stays
+    finite, and nothing to learn from them."""
+    out = tuple(np.concatenate([a, np.repeat(a[-1:], k, axis=0)])
+                for a in map(np.asarray, batch))
+    out[-1][-k:] = ignore_index
+    return out
+
+
+class _ZeroLoss:
+    """The criterion for a rank holding only padding rows: loss 0, gradient 0."""
+
+    ignore_index = None
+
+    def __call__(self, logits, targets) -> float:
+        self._grad = np.zeros_like(logits)
+        return 0.0
+
+    def backward(self) -> np.ndarray:
+        return self._grad

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -152,6 +153,17 @@ def test_translate_test_refuses_an_empty_test_split_and_unusable_outputs(tmp_pat
                                                                          "--test-beams", "1"])
     assert "test split is empty" in one_line_error(capsys, 2, rc)
     assert not (tmp_path / "r" / "checkpoint.safetensors").exists()  # refused before training
+
+
+@pytest.mark.parametrize("command", ["train", "gpt train", "translate-train"])
+def test_torchrun_without_torch_is_one_line_before_the_run_directory(command, tmp_path,
+                                                                      monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun starts a command
+    for name in ("torch", "torch.distributed"):
+        monkeypatch.setitem(sys.modules, name, None)  # import torch fails
+    err = one_line_error(capsys, 2, main(argv_for(command, tmp_path / "r", tmp_path)))
+    assert "data-parallel training needs PyTorch" in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_attention_checks_its_output_path_before_decoding(ckpts, tmp_path, capsys):
