@@ -20,6 +20,10 @@ One step, with W processes ("ranks") and n_r the non-ignored target tokens of ra
                 whole global batch, exactly as one process would compute it
     update      clip, optimizer step: the same numbers on every rank, so the replicas stay
                 bit-identical without ever sending weights
+    dropout     rank r draws its masks from its own stream: the model's generators jumped
+                r·2¹²⁷ draws ahead before its first step (``split_streams``). Rank 0's
+                stream is the one checkpoints store; a resumed rank r jumps again from it
+                and lands exactly where it would have been.
 
 Only this module imports torch, and only when a ``DataParallel`` is made; the rest of
 ScratchFormer never needs it.
@@ -55,6 +59,7 @@ class DataParallel:
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.is_main = self.rank == 0
         self._bucket: np.ndarray | None = None
+        self._split: set[int] = set()  # ids of the models whose dropout streams are split
 
     def shard(self, batch_fn: Callable, ignore_index: int | None = None) -> Callable:
         """``batch_fn`` whose arrays keep this rank's rows of the global batch (axis 0).
@@ -85,6 +90,9 @@ class DataParallel:
         still runs the forward and backward, against a zero loss, so that its dropout
         draws stay in step, and contributes n_r = 0."""
         def step(model, batch, crit):
+            if id(model) not in self._split:  # first step (of a fresh or a resumed run)
+                split_streams(model, self.rank)
+                self._split.add(id(model))
             ignore = getattr(crit, "ignore_index", None)
             if ignore is not None and not np.any(np.asarray(batch[-1]) != ignore):
                 step_fn(model, batch, _ZeroLoss())
@@ -118,6 +126,37 @@ class DataParallel:
     def close(self) -> None:
         if self._dist.is_initialized():
             self._dist.destroy_process_group()
+
+
+def split_streams(model, rank: int) -> None:
+    """Jump every random generator of ``model`` (dropout's) ``rank``·2¹²⁷ draws ahead.
+
+    Without it every rank would draw the same dropout masks on its rows (same seed, same
+    shapes): two halves of the global batch dropped alike. The streams never overlap,
+    and since a jump commutes with drawing, jumping rank 0's state at any step gives the
+    state rank r has at that step: resuming from rank 0's checkpoint stays exact."""
+    from .trainer import model_generators
+
+    if rank:
+        for g in model_generators(model):
+            g.bit_generator.state = jumped_state(g.bit_generator.state, rank)
+
+
+def jumped_state(state: dict, n: int) -> dict:
+    """A PCG64 ``state`` jumped ``n``·2¹²⁷ draws ahead, its buffered half-draw included.
+
+    ``random(dtype=float32)`` draws 32 bits at a time and keeps the other half of a 64-bit
+    output (``uinteger``) for the next call; ``PCG64.jumped`` drops it. Here it is
+    recomputed at the new position (the high half of the output just before it), so that
+    jumping commutes with drawing exactly."""
+    bg = np.random.PCG64()
+    bg.state = state
+    bg = bg.jumped(n)
+    out = bg.state
+    if state["has_uint32"]:
+        bg.advance(-1 % 2 ** 128)  # one output back, then draw it again
+        out = {**out, "has_uint32": 1, "uinteger": int(bg.random_raw()) >> 32}
+    return out
 
 
 def pad_rows(batch, k: int, ignore_index: int) -> tuple:

@@ -416,7 +416,7 @@ class Trainer:
         """Everything besides weights and optimizer moments that a resume needs (JSON-able)."""
         return {"step": self.step, "train_config": self.config.to_dict(),
                 "data_rng": self.rng.bit_generator.state,
-                "model_rngs": [g.bit_generator.state for g in _generators(self.model)],
+                "model_rngs": [g.bit_generator.state for g in model_generators(self.model)],
                 "schedule": {k: np.asarray(v).item() for k, v in self.schedule.state_dict().items()},
                 "last_eval": self.last_eval}
 
@@ -436,7 +436,7 @@ class Trainer:
         self.optimizer.load_state_dict(opt_state)
         self.step = int(ts["step"])
         self.rng.bit_generator.state = ts["data_rng"]
-        gens = _generators(self.model)
+        gens = model_generators(self.model)
         if len(gens) != len(ts["model_rngs"]):
             raise ValueError(f"{path}: checkpoint has {len(ts['model_rngs'])} model RNGs, "
                              f"this model has {len(gens)}")
@@ -458,7 +458,7 @@ def trainer_state(state: dict, path="checkpoint") -> dict:
     return raw if isinstance(raw, dict) else json.loads(str(np.asarray(raw)))
 
 
-def _generators(model) -> list[np.random.Generator]:
+def model_generators(model) -> list[np.random.Generator]:
     """Every distinct np.random.Generator the model's modules hold (dropout), in a fixed order."""
     seen, out = set(), []
     for _, m in model.named_modules():

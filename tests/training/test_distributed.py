@@ -94,13 +94,23 @@ def _worker(rank: int, world: int, port: int, out_dir: str, job, job_args) -> No
 
 def _two_identical_replicas(tmp_path, job, *job_args) -> dict:
     """Run ``job(dp, *job_args)`` on two processes; assert that they end with the same weights
-    and dropout RNG states (rank 0's checkpoint resumes every rank); return rank 0's arrays."""
+    and that rank 1's dropout RNG states are rank 0's jumped once (``split_streams``: rank 0's
+    checkpoint resumes every rank); return rank 0's arrays."""
     import torch.multiprocessing as mp
 
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), job, job_args), nprocs=2, join=True)
     r0, r1 = (dict(np.load(tmp_path / f"rank{r}.npz")) for r in (0, 1))
+    rngs0, rngs1 = (json.loads(str(r.pop("rngs"))) for r in (r0, r1))
     for k in r0:
         np.testing.assert_array_equal(r0[k], r1[k], err_msg=f"replicas differ at {k}")
+    assert len(rngs0) == len(rngs1)
+    from scratchformer.training.distributed import jumped_state
+
+    def live(state):  # ``uinteger`` is a stale leftover, never read, while has_uint32 is 0
+        return state if state["has_uint32"] else {**state, "uinteger": None}
+
+    for s0, s1 in zip(rngs0, rngs1):  # s1 evolved on rank 1; jumped_state computes it from s0
+        assert live(jumped_state(s0, 1)) == live(s1)
     return r0
 
 
@@ -135,8 +145,21 @@ def test_translation_batches_of_any_size_train_as_one_process(tmp_path):
 
 def test_translation_with_dropout_keeps_the_ranks_dropout_draws_in_step(tmp_path):
     # every rank draws its dropout masks on the same shapes, padding-only rank included,
-    # so their RNG states (compared by _two_identical_replicas) stay equal
+    # so rank 1's RNG states stay rank 0's jumped once (checked by _two_identical_replicas)
     _two_identical_replicas(tmp_path, _train_translation, "adam", 0.1)
+
+
+def test_ranks_draw_different_dropout_masks(make_transformer):
+    from scratchformer.training.distributed import split_streams
+    from scratchformer.training.trainer import model_generators
+
+    masks = []
+    for rank in (0, 1, 0):
+        model = make_transformer(dropout=0.5)
+        split_streams(model, rank)
+        masks.append([g.random(8) for g in model_generators(model)])
+    assert masks[0] and all(np.array_equal(a, b) for a, b in zip(masks[0], masks[2]))
+    assert not any(np.array_equal(a, b) for a, b in zip(masks[0], masks[1]))
 
 
 def _sharding_rule(rank: int, world: int):
