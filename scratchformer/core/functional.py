@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from ..kernels import attention as KA
 from ..kernels import pool
 from ..kernels import rows as K
 
@@ -139,8 +140,11 @@ def attention(q, k, v, mask=None, dropout=None):
     q (B, H, Tq, Dh), k and v (B, H, Tk, Dh), mask broadcastable to (B, H, Tq, Tk).
     ``dropout``: a ``Dropout`` applied to the weights before they meet v (training), or None.
     Returns (out (B, H, Tq, Dh), p (B, H, Tq, Tk)), p the weights before dropout.
-    A fully masked query row gives zeros.
+    A fully masked query row gives zeros. Kernel (no dropout): ``kernels.attention``, the
+    same formula chunk by chunk of the batch, bit for bit.
     """
+    if (dropout is None or not dropout.active) and KA.fusable(q, k, v, mask):
+        return KA.forward(q, k, v, mask, 1.0 / math.sqrt(q.shape[-1]))
     scores = pool.matmul(q, k.swapaxes(-1, -2))  # (B, H, Tq, Tk)
     scores *= 1.0 / math.sqrt(q.shape[-1])
     p = masked_softmax(scores, mask)
@@ -156,6 +160,8 @@ def attention_backward(q, k, v, p, g, dropout=None):
         ds = p (dp - sum(dp p));  dq = ds k / √Dh;  dk = dsᵀ q / √Dh.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
+    if (dropout is None or not dropout.active) and KA.fusable(q, k, v) and g.shape[0] == q.shape[0]:
+        return KA.backward(q, k, v, p, g, scale)
     pd = p if dropout is None else dropout.backward(p)  # the forward's p·m/(1-p_drop)
     dv = pool.matmul(pd.swapaxes(-1, -2), g)  # (B, H, Tk, Dh)
     dp = pool.matmul(g, v.swapaxes(-1, -2))  # (B, H, Tq, Tk)

@@ -167,6 +167,11 @@ class Dropout(Module):
         self._gen = default_rng(rng)
         self._mask = None
 
+    @property
+    def active(self) -> bool:
+        """True when ``forward`` draws a mask (training with p > 0)."""
+        return self.training and self.p > 0.0
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         if not self.training or self.p == 0.0:
             self._mask = None

@@ -1,0 +1,68 @@
+"""kernels.attention: fused attention, chunk by chunk, equals the plain formula."""
+
+import math
+
+import numpy as np
+import pytest
+
+from scratchformer.kernels import attention as KA
+from scratchformer.kernels import pool
+
+from gradcheck import rel_error
+
+
+def plain(q, k, v, mask, g):
+    """The formula written out whole: forward (out, p) and backward (dq, dk, dv)."""
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    s = q @ k.swapaxes(-1, -2) * scale
+    if mask is not None:
+        s = np.where(mask, s, -np.inf)
+    m = np.max(s, -1, keepdims=True)
+    m[~np.isfinite(m)] = 0.0
+    e = np.exp(s - m)
+    d = e.sum(-1, keepdims=True)
+    d[d == 0] = 1.0
+    p = e / d
+    dp = g @ v.swapaxes(-1, -2)
+    ds = p * (dp - (dp * p).sum(-1, keepdims=True)) * scale
+    return p @ v, p, ds @ k, ds.swapaxes(-1, -2) @ q, p.swapaxes(-1, -2) @ g
+
+
+def masks(rng, B, H, Tq, Tk):
+    pad = rng.random((B, 1, 1, Tk)) > 0.3
+    pad[0] = False  # a batch element with every key masked: zeros, never NaN
+    causal = np.tril(np.ones((Tq, Tk), bool))[None, None]
+    return [None, pad, causal, pad & causal, causal[0, 0]]
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 1e-6)])
+def test_fused_attention_equals_plain_formula(monkeypatch, dtype, tol):
+    monkeypatch.setattr(KA, "CHUNK_BYTES", 64)  # many chunks even for these small arrays
+    rng = np.random.default_rng(0)
+    B, H, T, Dh = 5, 3, 6, 4
+    qkv = rng.standard_normal((B, T, 3, H, Dh)).astype(dtype).transpose(2, 0, 3, 1, 4)  # strided views
+    q, k, v = qkv
+    g = rng.standard_normal((B, H, T, Dh)).astype(dtype)
+    for mask in masks(rng, B, H, T, T):
+        ref = plain(q, k, v, mask, g)
+        results = []
+        for threads in (1, 2, 3):
+            with pool.threads(threads):
+                out, p = KA.forward(q, k, v, mask, 1.0 / math.sqrt(Dh))
+                dq, dk, dv = KA.backward(q, k, v, p, g, 1.0 / math.sqrt(Dh))
+            for got, want in zip((out, p, dq, dk, dv), ref):
+                assert got.dtype == dtype and np.all(np.isfinite(got))
+                assert rel_error(got, want) < tol
+            results.append((out, p, dq, dk, dv))
+        for other in results[1:]:  # chunks and threads change nothing, bit for bit
+            for a, b in zip(results[0], other):
+                np.testing.assert_array_equal(a, b)
+        if mask is not None and mask.shape[0] == B:
+            assert not out[0].any() and not p[0].any()  # the fully masked element
+
+
+def test_fusable():
+    a = np.zeros((2, 3, 4, 5))
+    assert KA.fusable(a, a, a) and KA.fusable(a, a, a, np.ones((4, 4), bool))
+    assert not KA.fusable(a[:1], a, a)  # a batch axis that broadcasts
+    assert not KA.fusable(a[0], a[0], a[0])  # 3-D
