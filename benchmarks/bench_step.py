@@ -4,9 +4,10 @@ and vs the PyTorch twin (scratchformer.torch_port: same config, same initial wei
 A step = forward + cross-entropy + backward + Adam update, on random token batches.
 Both sides use the same thread count: NumPy runs on its worker pool of ``--threads``
 workers, each BLAS call on one thread (``--no-pool``: BLAS's own threads instead), torch
-on ``torch.set_num_threads``. Steps alternate in one process so a busy neighbour slows
-both alike, each after a short rest (``--settle``) so that neither side's spinning idle
-threads steal the cores from the other. Prints the median ms/step, the ratio NumPy/torch, and the
+on ``torch.set_num_threads``. The sides alternate in one process so a busy neighbour
+slows both alike, in blocks of ``--block`` back-to-back steps, each block after a short
+rest (``--settle``) and one untimed step, so that neither side's spinning idle threads
+steal the cores from the other. Prints the median ms/step, the ratio NumPy/torch, and the
 GFLOP/s NumPy achieves against this machine's measured sgemm peak.
 
     python benchmarks/bench_step.py                 # toy, small and char-gpt
@@ -225,22 +226,28 @@ def describe(m: dict) -> str:
     return f"machine: {m['cpu']}, {m['cores']} cores, BLAS {blas or 'unknown'}, python {m['python']}{env}"
 
 
-def timed(step, prof, settle: float) -> float:
-    """Seconds of one ``step()``, after ``settle`` seconds of rest (not timed).
+def timed(step, prof, settle: float, block: int) -> list[float]:
+    """Seconds of each of ``block`` back-to-back ``step()`` calls, after ``settle`` seconds of
+    rest and one untimed step.
 
     The rest lets the other side's idle threads stop spinning: OpenBLAS's and OpenMP's
     workers busy-wait for a while after each call, and a side timed right after the
     other would share the cores with them (measured: torch's toy step 26 → 123 ms right
-    after a NumPy step with 2 BLAS threads).
+    after a NumPy step with 2 BLAS threads). The untimed step wakes this side's own
+    threads (and the cores) again, so the timed steps run as in training: back to back.
     """
     time.sleep(settle)
-    t0 = time.perf_counter()
-    if prof:
-        prof.enable()
     step()
-    if prof:
-        prof.disable()
-    return time.perf_counter() - t0
+    times = []
+    for _ in range(block):
+        t0 = time.perf_counter()
+        if prof:
+            prof.enable()
+        step()
+        if prof:
+            prof.disable()
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def median_ms(times):
@@ -256,6 +263,8 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true", help="time NumPy only")
     ap.add_argument("--no-pool", action="store_true",
                     help="NumPy without its worker pool: BLAS threads only (the plain path)")
+    ap.add_argument("--block", type=int, default=2,
+                    help="timed steps in a row per side, after one untimed step (default 2)")
     ap.add_argument("--settle", type=float, default=0.2,
                     help="seconds of rest before each timed step, so the other side's spinning "
                          "threads are asleep (default 0.2)")
@@ -263,8 +272,8 @@ def main(argv=None):
     ap.add_argument("--json", metavar="PATH", help="also write the results and the machine as JSON "
                                                    "('-' for standard output)")
     args = ap.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0 or args.threads < 1 or args.settle < 0:
-        ap.error("--steps and --threads must be >= 1, --warmup and --settle >= 0")
+    if args.steps < 1 or args.warmup < 0 or args.threads < 1 or args.settle < 0 or args.block < 1:
+        ap.error("--steps, --threads and --block must be >= 1, --warmup and --settle >= 0")
 
     from threadpoolctl import threadpool_limits
 
@@ -305,12 +314,12 @@ def main(argv=None):
                     w_step()
             tn, tt, tw = [], [], []
             prof = cProfile.Profile() if args.profile else None
-            for _ in range(args.steps):  # alternate: the same conditions for both
-                tn.append(timed(np_step, prof, args.settle))
+            for _ in range(math.ceil(args.steps / args.block)):  # alternate blocks of steps
+                tn += timed(np_step, prof, args.settle, args.block)
                 if t_step:
-                    tt.append(timed(t_step, None, args.settle))
+                    tt += timed(t_step, None, args.settle, args.block)
                 if w_step:
-                    tw.append(timed(w_step, None, args.settle))
+                    tw += timed(w_step, None, args.settle, args.block)
             ms_np = median_ms(tn)
             gflops = step_flops(c) / (ms_np / 1e3) / 1e9
             ms_t = median_ms(tt) if tt else float("nan")

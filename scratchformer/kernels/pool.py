@@ -24,8 +24,11 @@ An operation is cut into twice as many parts as there are threads, and each thre
 the next part when it is done with one: on a machine where another program holds a core,
 the thread that shares it simply does fewer parts.
 
-Below ``MIN_FLOPS`` (or with one thread) an operation is one plain NumPy call: the hand-off
-to a worker costs ~30 µs. ``SCRATCHFORMER_NUM_THREADS`` sets the default thread count
+Below ``MIN_FLOPS`` (or with one thread) an operation is one plain NumPy call: a hand-off
+to a worker costs 30-100 µs, and on a machine where another program holds a core the
+worker may wait a whole scheduler slice (milliseconds) before it runs. Measured on 2 cores
+with one busy: the toy model (largest matmul 25 MFLOP) ran 1.7× slower cut than whole,
+so operations of that size stay whole. ``SCRATCHFORMER_NUM_THREADS`` sets the default thread count
 (otherwise: the cores this process may run on, at most ``MAX_DEFAULT``); ``1`` is the
 plain path, NumPy calls as written.
 """
@@ -37,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-MIN_FLOPS = 4_000_000  # smaller matmuls: one call (a hand-off costs about as much)
+MIN_FLOPS = 30_000_000  # smaller matmuls: one call (see the module docstring)
 MAX_DEFAULT = 8  # the default never starts more threads than this
 
 
