@@ -12,6 +12,8 @@ tests hold them equal to the plain formulas. Notation: x2 (N, in), g2 (N, out), 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import pool
@@ -33,16 +35,33 @@ def backward(x2: np.ndarray, g2: np.ndarray, w: np.ndarray, dw: np.ndarray,
              db: np.ndarray | None) -> np.ndarray:
     """Adds gᵀ x into dw and Σ_rows g into db (unless None); returns dx2 = g W (N, in).
 
-    The weight gradient is cut along the output features: part lo:hi computes rows lo:hi
-    of gᵀ x, adds them into dw and adds the column sums of g[:, lo:hi] into db.
+    Two matmuls, shared among the workers in ONE hand-off: the weight gradient cut along
+    the output features (part lo:hi computes rows lo:hi of gᵀ x, adds them into dw and
+    the column sums of g[:, lo:hi] into db) and dx cut along the rows of g.
     """
-    ones = np.ones(g2.shape[0], dtype=g2.dtype)
+    (N, n_out), n_in = g2.shape, w.shape[1]
+    ones = np.ones(N, dtype=g2.dtype)
     tmp = np.empty(dw.shape, dtype=np.result_type(g2, x2))
+    dx2 = np.empty((N, n_in), dtype=np.result_type(g2, w))
 
-    def accumulate(lo, hi):
+    def weight_part(lo, hi):
+        np.matmul(g2[:, lo:hi].T, x2, out=tmp[lo:hi])
         dw[lo:hi] += tmp[lo:hi]
         if db is not None:
             db[lo:hi] += ones @ g2[:, lo:hi]  # a BLAS matrix-vector product: Σ_rows g
 
-    pool.matmul_tn(g2, x2, out=tmp, then=accumulate)
-    return pool.matmul(g2, w)
+    def input_part(lo, hi):
+        np.matmul(g2[lo:hi], w, out=dx2[lo:hi])
+
+    flops = 2.0 * N * n_out * n_in
+    tasks = [functools.partial(fn, lo, hi)
+             for fn, n in ((weight_part, n_out), (input_part, N))
+             for lo, hi in _cuts(n, pool.parts(flops, n))]
+    pool.run_tasks(tasks)
+    return dx2
+
+
+def _cuts(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous (lo, hi) slices covering range(n)."""
+    edges = [n * i // parts for i in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:]))

@@ -157,6 +157,22 @@ def run(fn, n: int, parts: int | None = None) -> None:
             f.result()
 
 
+def run_tasks(tasks: list) -> None:
+    """Call every zero-argument callable in ``tasks`` once, shared among the pool's threads
+    (one hand-off for them all); returns when all are done."""
+    def some(lo, hi):
+        for task in tasks[lo:hi]:
+            task()
+
+    run(some, len(tasks), len(tasks))
+
+
+def parts(flops: float, n: int) -> int:
+    """How many parts an operation of ``flops`` over ``n`` rows is worth cutting into
+    (1: keep it whole)."""
+    return _split(flops, n)
+
+
 def _split(flops: float, n: int) -> int:
     """How many parts an operation of ``flops`` over ``n`` rows is worth cutting into."""
     if _threads <= 1 or flops < MIN_FLOPS or n < 2:
