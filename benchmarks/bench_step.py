@@ -289,7 +289,6 @@ def main(argv=None):
     # NumPy's threads: the worker pool (``--threads`` workers, each BLAS call on one thread)
     # or, with --no-pool, BLAS's own threads. torch's MKL and OpenMP are not NumPy's BLAS:
     # the pool's one-thread limit does not reach them.
-    numpy_threads = contextlib.nullcontext() if args.no_pool else pool.threads(args.threads)
     with threadpool_limits(limits=args.threads), contextlib.ExitStack() as stack:
         machine = machine_info()
         peak = sgemm_peak(args.threads)
@@ -299,7 +298,8 @@ def main(argv=None):
               + (f"  torch {torch.__version__}" if have_torch else ""))
         print(f"{'config':8s} {'numpy ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s} {'%peak':>6s}"
               f" {'twin ms':>8s} {'np/twin':>7s}")
-        stack.enter_context(numpy_threads)
+        if not args.no_pool:  # made here, inside threadpool_limits: its 1-BLAS-thread limit wins
+            stack.enter_context(pool.threads(args.threads))
         for name in args.configs:
             c = CONFIGS[name]
             np_step = numpy_setup(c)
