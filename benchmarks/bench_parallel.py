@@ -9,6 +9,7 @@ after the first (the first holds the warm-up). Needs torch (torchrun).
     python benchmarks/bench_parallel.py                     # small and char-gpt, 3 rounds
     python benchmarks/bench_parallel.py --configs char-gpt --rounds 5 --steps 300
     python benchmarks/bench_parallel.py --to-loss           # + char-GPT recipe, whole runs
+    python benchmarks/bench_parallel.py --configs --to-loss # the whole runs only
 
 ``--to-loss`` also runs the default ``gpt train`` (2,000 steps, nanoGPT's CPU recipe) to the
 end in both layouts and prints the wall time and the validation losses along the way:
@@ -77,7 +78,8 @@ def tokens_per_s(records: list[dict]) -> float:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", nargs="+", default=list(COMMANDS), choices=list(COMMANDS))
+    ap.add_argument("--configs", nargs="*", default=list(COMMANDS), choices=list(COMMANDS),
+                    help="configurations to time (default: all; none with --to-loss only)")
     ap.add_argument("--steps", type=int, default=None,
                     help="steps per run (default: 40 for small, 200 for char-gpt)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
@@ -106,7 +108,7 @@ def main(argv=None) -> None:
                       f"   (rounds: {', '.join(f'{x:.0f}' for x in values)})")
         if args.to_loss:
             print("\nchar-GPT recipe (default gpt train, 2,000 steps, eval every 250): wall time")
-            full = [a for a in COMMANDS["char-gpt"] if a not in ("--eval-every", "0")]
+            full = ["gpt", "train", "--sample-tokens", "0"]  # the defaults: eval every 250 steps
             for layout in ("1 proc x 2 threads", "2 procs x 1 thread"):
                 procs, threads = LAYOUTS[layout]
                 wall, records = run(full, procs, threads, os.path.join(tmp, f"full-{procs}"))
