@@ -18,8 +18,8 @@ ALLOWED = {
     "translation": {"training", "models", "core", "data"},
     "viz": {"training", "models", "core", "data"},
     "torch_port": {"training", "models", "core", "data"},
-    "cli": {"training", "models", "core", "data", "translation", "viz", "torch_port",
-            "__init__"},  # the version string
+    "cli": {"training", "models", "core", "kernels", "data", "translation", "viz", "torch_port",
+            "__init__"},  # the version string; kernels: the worker pool's thread count
     "__init__": {"core", "models", "training"},
     "__main__": {"cli"},
     "transformer_from_scratch_numpy": set(),

@@ -235,6 +235,7 @@ def cmd_train(args) -> int:
 
 def _prepare_train(args):
     """(model, task, TrainConfig) from the flags or the --resume checkpoint; CLIError if bad."""
+    from ..models.sizes import check_batch_fits
     from ..models.transformer import Transformer
     from ..training.recipes import task_model_config, task_train_config
     from ..training.trainer import TrainConfig, trainer_state
@@ -260,9 +261,10 @@ def _prepare_train(args):
                                f"--steps N with --resume means 'continue up to N steps in all'")
             cfg_dict["steps"] = args.steps
         try:
-            return model, task, TrainConfig.from_dict(cfg_dict)
+            config = TrainConfig.from_dict(cfg_dict)
         except (ValueError, TypeError) as e:
             raise CLIError(f"{args.resume}: {e}") from None
+        return model, task, config
     if args.task is None:
         raise CLIError(f"--task is required (one of {', '.join(TASK_NAMES)}) unless --resume")
     if args.task not in TASK_NAMES:
@@ -270,9 +272,11 @@ def _prepare_train(args):
     task = _build_task(args.task, _task_options(args))
     try:
         model = Transformer(task_model_config(task, seed=args.seed, **_model_overrides(args)))
-        return model, task, task_train_config(task.name, **_train_overrides(args))
+        config = task_train_config(task.name, **_train_overrides(args))
+        check_batch_fits(model.config, config.batch_size, model.config.max_len)
     except (ValueError, TypeError) as e:
         raise CLIError(str(e)) from None
+    return model, task, config
 
 
 def _train_run(args, out, model, task, config, parallel=None) -> int:

@@ -24,6 +24,7 @@ from ..core.loss import CrossEntropyLoss
 from ..data.chartok import CharTokenizer
 from ..data.shakespeare import iter_corpus_file, load_corpus
 from ..models.gpt import GPT, GPTConfig
+from ..models.sizes import check_batch_fits
 from .checkpoint import load
 from .rundir import check_input_file, open_run
 from .trainer import TrainConfig, Trainer, lm_step, trainer_state
@@ -238,6 +239,7 @@ def _train_gpt(*, corpus, out_dir, n_layers, n_heads, d_model, d_ff, block, drop
                            min_lr_ratio=min_lr / lr, optimizer="adamw", betas=(0.9, beta2),
                            eps=1e-8, weight_decay=weight_decay, clip_norm=clip, seed=seed,
                            eval_every=eval_every, checkpoint_every=checkpoint_every, log_every=10)
+    check_batch_fits(model.config, tcfg.batch_size, block)  # before any work: fail early
     train_ids, val_ids = split_ids(ids)  # views: the text is held once, compactly
     for name, part in (("training", train_ids), ("validation", val_ids)):
         if len(part) < block + 1:

@@ -200,3 +200,26 @@ def test_torch_style_query_key_value_call_gets_a_clear_error():
     x = np.ones((1, 2, 8), np.float32)
     with pytest.raises(TypeError, match=r"mha\(x, memory=None, mask=None\)"):
         mha(x, x, x)
+
+
+def test_a_batch_too_large_for_memory_is_refused_before_any_array(monkeypatch, make_transformer, make_gpt):
+    from scratchformer.models import sizes
+
+    monkeypatch.setattr(sizes, "physical_memory", lambda: 2**30)  # a 1 GiB machine
+    for model in (make_transformer(), make_gpt()):
+        sizes.check_batch_fits(model.config, 64, 16)  # ~ MBs: fine
+        with pytest.raises(ValueError, match=r"batch of 10,000,000 sequences .* GiB .* smaller batch"):
+            sizes.check_batch_fits(model.config, 10_000_000, 16)
+
+
+@pytest.mark.parametrize("argv", [["train", "--task", "copy", "--batch-size", "1000000000"],
+                                  ["gpt", "train", "--batch", "1000000000"]])
+def test_cli_refuses_a_batch_that_cannot_fit(tmp_path, capsys, argv):
+    from scratchformer.cli import main
+
+    text = tmp_path / "t.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 50)
+    extra = ["--corpus", str(text)] if argv[0] == "gpt" else []
+    assert main([*argv, *extra, "--steps", "1", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "GiB of activations" in err[0]
