@@ -73,7 +73,7 @@ def check_fits_memory(cfg, shapes: dict[str, tuple[int, ...]]) -> None:
 
 def check_batch_fits(cfg, batch: int, length: int) -> None:
     """ValueError when one training step on ``batch`` sequences of ``length`` tokens would
-    keep more activations for its backward than this machine has memory (an estimate from
+    keep more activations for its backward than half this machine's memory (an estimate from
     the config: per token and layer about 14·D + 3·F floats and 4·H·length attention
     weights, plus 3·V for the logits; float32). No array is made."""
     D, F, H = cfg.d_model, cfg.d_ff, cfg.n_heads
@@ -83,7 +83,8 @@ def check_batch_fits(cfg, batch: int, length: int) -> None:
         layers, V = cfg.n_encoder_layers + 2 * cfg.n_decoder_layers, cfg.tgt_vocab_size
     need = 4 * batch * length * (layers * (14 * D + 3 * F + 4 * H * length) + 3 * V)
     have = physical_memory()
-    if have is not None and need > have:
+    if have is not None and 2 * need > have:  # half the memory: room for temporaries
         raise ValueError(f"a batch of {batch:,} sequences of up to {length:,} tokens needs about "
-                         f"{need / 2**30:,.1f} GiB of activations for one training step; this "
-                         f"machine has {have / 2**30:,.1f} GiB: use a smaller batch")
+                         f"{need / 2**30:,.1f} GiB of activations for one training step (and as "
+                         f"much again for temporaries); this machine has {have / 2**30:,.1f} GiB: "
+                         f"use a smaller batch")
