@@ -54,10 +54,13 @@ def backward(x2: np.ndarray, g2: np.ndarray, w: np.ndarray, dw: np.ndarray,
         np.matmul(g2[lo:hi], w, out=dx2[lo:hi])
 
     flops = 2.0 * N * n_out * n_in
-    tasks = [functools.partial(fn, lo, hi)
-             for fn, n in ((weight_part, n_out), (input_part, N))
-             for lo, hi in _cuts(n, pool.parts(flops, n))]
-    pool.run_tasks(tasks)
+    cuts = [(fn, pool.parts(flops, n), n) for fn, n in ((weight_part, n_out), (input_part, N))]
+    if all(parts == 1 for _, parts, _ in cuts):  # too small to share: both here, no hand-off
+        weight_part(0, n_out)
+        input_part(0, N)
+        return dx2
+    pool.run_tasks([functools.partial(fn, lo, hi) for fn, parts, n in cuts
+                    for lo, hi in _cuts(n, parts)])
     return dx2
 
 
