@@ -30,7 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench_step import CONFIGS, describe, machine_info  # noqa: E402
+from bench_step import CONFIGS, describe, machine_info, numpy_setup  # noqa: E402
 
 
 def import_revision(rev: str, folder: str, name: str = "sf_before"):
@@ -42,41 +42,6 @@ def import_revision(rev: str, folder: str, name: str = "sf_before"):
     Path(folder, "scratchformer").rename(Path(folder, name))  # relative imports inside: fine
     sys.path.insert(0, folder)
     return importlib.import_module(name)
-
-
-def make_step(sf, c: dict):
-    """One training step (forward, loss, backward, Adam) of package ``sf`` on config ``c``."""
-    optim = importlib.import_module(f"{sf.__name__}.training.optim")
-    rng = np.random.default_rng(0)
-    if c.get("kind") == "gpt":
-        model = sf.GPT(sf.GPTConfig(c["vocab"], d_model=c["d_model"], n_heads=c["n_heads"],
-                                    d_ff=c["d_ff"], n_layers=c["layers"], max_len=c["length"],
-                                    dropout=0.0, seed=0))
-        crit = sf.CrossEntropyLoss()
-        data = rng.integers(0, c["vocab"], (c["batch"], c["length"] + 1))
-
-        def forward():
-            return crit(model(data[:, :-1]), data[:, 1:])
-    else:
-        model = sf.Transformer(sf.TransformerConfig(
-            c["vocab"], c["vocab"], d_model=c["d_model"], n_heads=c["n_heads"], d_ff=c["d_ff"],
-            n_encoder_layers=c["layers"], n_decoder_layers=c["layers"], dropout=0.0, seed=0))
-        crit = sf.CrossEntropyLoss(ignore_index=0)
-        src = rng.integers(3, c["vocab"], (c["batch"], c["length"]))
-        tgt = rng.integers(3, c["vocab"], (c["batch"], c["length"] + 1))
-
-        def forward():
-            return crit(model(src, tgt[:, :-1]), tgt[:, 1:])
-    opt = optim.Adam(model.parameters(), lr=1e-4)
-
-    def step():
-        opt.zero_grad()
-        loss = forward()
-        model.backward(crit.backward())
-        opt.step()
-        return loss
-
-    return step
 
 
 def main(argv=None) -> None:
@@ -109,8 +74,8 @@ def main(argv=None) -> None:
         print(f"before: {args.rev} ({args.before_threads}), after: working tree (pool); "
               f"{args.threads} threads")
         for name in args.configs:
-            sides = [(before_threads, make_step(before, CONFIGS[name]), []),
-                     (lambda: pool.threads(args.threads), make_step(after, CONFIGS[name]), [])]
+            sides = [(before_threads, numpy_setup(CONFIGS[name], package=before), []),
+                     (lambda: pool.threads(args.threads), numpy_setup(CONFIGS[name], package=after), [])]
             steps = args.steps or (10 if name == "small" else 30)
             for i in range((steps + 1) // 2):
                 for threads, step, times in (sides if i % 2 == 0 else sides[::-1]):

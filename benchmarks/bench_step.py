@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import importlib
 import io
 import json
 import math
@@ -39,7 +40,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import scratchformer as sf  # noqa: E402
 from scratchformer.kernels import pool  # noqa: E402
-from scratchformer.training.optim import Adam  # noqa: E402
 
 CONFIGS = {
     "toy": dict(vocab=13, d_model=64, n_heads=4, d_ff=256, layers=2, batch=64, length=12),
@@ -64,23 +64,35 @@ def step_flops(c) -> float:
     return 3.0 * (enc + dec + gen)
 
 
-def numpy_setup(c, seed=0):
-    if c.get("kind") == "gpt":
-        return numpy_gpt_setup(c, seed)
-    cfg = sf.TransformerConfig(c["vocab"], c["vocab"], d_model=c["d_model"], n_heads=c["n_heads"],
-                               d_ff=c["d_ff"], n_encoder_layers=c["layers"],
-                               n_decoder_layers=c["layers"], dropout=0.0, seed=seed)
-    model = sf.Transformer(cfg)
-    opt = Adam(model.parameters(), lr=1e-4)
-    crit = sf.CrossEntropyLoss(ignore_index=0)
+def numpy_setup(c, seed=0, package=sf):
+    """One NumPy training step (forward, loss, backward, Adam) on config ``c``, built with
+    ``package`` (ScratchFormer, or an earlier revision of it imported under another name)."""
+    optim = importlib.import_module(f"{package.__name__}.training.optim")
     rng = np.random.default_rng(seed)
-    src = rng.integers(3, c["vocab"], (c["batch"], c["length"]))
-    tgt = rng.integers(3, c["vocab"], (c["batch"], c["length"] + 1))
+    if c.get("kind") == "gpt":  # the char-GPT config
+        model = package.GPT(package.GPTConfig(
+            c["vocab"], d_model=c["d_model"], n_heads=c["n_heads"], d_ff=c["d_ff"],
+            n_layers=c["layers"], max_len=c["length"], dropout=0.0, seed=seed))
+        crit = package.CrossEntropyLoss()
+        data = rng.integers(0, c["vocab"], (c["batch"], c["length"] + 1))
+
+        def forward():
+            return crit(model(data[:, :-1]), data[:, 1:])
+    else:
+        model = package.Transformer(package.TransformerConfig(
+            c["vocab"], c["vocab"], d_model=c["d_model"], n_heads=c["n_heads"], d_ff=c["d_ff"],
+            n_encoder_layers=c["layers"], n_decoder_layers=c["layers"], dropout=0.0, seed=seed))
+        crit = package.CrossEntropyLoss(ignore_index=0)
+        src = rng.integers(3, c["vocab"], (c["batch"], c["length"]))
+        tgt = rng.integers(3, c["vocab"], (c["batch"], c["length"] + 1))
+
+        def forward():
+            return crit(model(src, tgt[:, :-1]), tgt[:, 1:])
+    opt = optim.Adam(model.parameters(), lr=1e-4)
 
     def step():
         opt.zero_grad()
-        logits = model(src, tgt[:, :-1])
-        loss = crit(logits, tgt[:, 1:])
+        loss = forward()
         model.backward(crit.backward())
         opt.step()
         return loss
@@ -133,25 +145,6 @@ def torch_setup(c, seed=0):
 
 
 # ---- the PyTorch twin column (scratchformer.torch_port) ----------------------------------
-def numpy_gpt_setup(c, seed=0):
-    """A NumPy GPT training step (the char-GPT config)."""
-    cfg = sf.GPTConfig(c["vocab"], d_model=c["d_model"], n_heads=c["n_heads"], d_ff=c["d_ff"],
-                       n_layers=c["layers"], max_len=c["length"], dropout=0.0, seed=seed)
-    model = sf.GPT(cfg)
-    opt = Adam(model.parameters(), lr=1e-4)
-    crit = sf.CrossEntropyLoss()
-    data = np.random.default_rng(seed).integers(0, c["vocab"], (c["batch"], c["length"] + 1))
-
-    def step():
-        opt.zero_grad()
-        loss = crit(model(data[:, :-1]), data[:, 1:])
-        model.backward(crit.backward())
-        opt.step()
-        return loss
-
-    return step
-
-
 def twin_setup(c, seed=0):
     """The same step in the torch twin (TorchTransformer / TorchGPT, same config and init):
     forward + cross-entropy + autograd backward + torch.optim.Adam."""

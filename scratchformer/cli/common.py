@@ -33,14 +33,6 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
         return super()._get_help_string(action)
 
 
-def set_threads(n):
-    """Run on ``n`` threads (None: every core this process may use) until the returned
-    limiter's ``restore()``: the worker pool of ``kernels.pool``, one BLAS thread each."""
-    from ..kernels import pool
-
-    return pool.threads(n)
-
-
 def say(args, *lines):
     """Print ``lines`` unless ``--quiet``."""
     if not getattr(args, "quiet", False):

@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..kernels import pool
 from .common import (CLIError, data_parallel, describe, non_negative_float, non_negative_int,
-                     path_arg, positive_float, positive_int, probability, set_threads, threads,
+                     path_arg, positive_float, positive_int, probability, threads,
                      user_errors)
 
 
@@ -89,7 +90,7 @@ def register(subparsers) -> None:
 def sample_command(args) -> int:
     from ..training.lm import load_gpt, sample_text
     # one-token steps are tiny matmuls: a second thread only adds overhead (bench_gpt)
-    limiter = set_threads(1)  # noqa: F841
+    pool.threads(1)  # for the rest of the command
     from ..training.rundir import check_input_file
 
     try:

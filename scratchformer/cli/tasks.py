@@ -14,9 +14,10 @@ import sys
 import time
 
 from ..data.tasks import TASKS
+from ..kernels import pool
 from .common import (CLIError, Formatter, check_beam, data_parallel, describe, in_run_dir,
                      non_negative_float, non_negative_int, path_arg, positive_float, positive_int,
-                     probability, say, set_threads, threads, unit_interval,
+                     probability, say, threads, unit_interval,
                      user_errors)
 
 TASK_NAMES = tuple(TASKS)
@@ -222,7 +223,7 @@ def _train_overrides(args) -> dict:
 
 # ---- commands ---------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    limiter = set_threads(args.threads)  # noqa: F841  (kept alive for the whole run)
+    pool.threads(args.threads)  # for the rest of the command (the final evaluation too)
     model, task, config = _prepare_train(args)  # every flag checked before the run directory
     out = (args.out or os.path.dirname(os.path.abspath(args.resume)) if args.resume
            else args.out or os.path.join("runs", task.name))
@@ -344,7 +345,7 @@ def cmd_eval(args) -> int:
     from ..training.progress import format_metrics
     from ..training.recipes import Seq2SeqEvaluator
 
-    limiter = set_threads(args.threads)  # noqa: F841
+    pool.threads(args.threads)  # for the rest of the command
     model, _, state, task = _load_checkpoint(args.checkpoint)
     check_beam(args.beam, model.config.tgt_vocab_size)
     ev = Seq2SeqEvaluator(task.held_out(), beam_size=args.beam)

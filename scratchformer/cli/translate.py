@@ -21,9 +21,10 @@ import os
 import sys
 import time
 
+from ..kernels import pool
 from .common import (CLIError, check_beam, data_parallel, describe, finite_float, in_run_dir,
                      non_negative_int, path_arg, positive_float, positive_int, probability,
-                     set_threads, threads, user_errors)
+                     threads, user_errors)
 
 
 def register(subparsers) -> None:
@@ -140,7 +141,7 @@ def _train_run(args, out, parallel=None) -> int:
     from ..translation.evaluate import format_results, score_test
     from ..translation.pipeline import TranslationBatches, TranslationEvaluator, build_model
 
-    _limiter = set_threads(args.threads)  # noqa: F841  (kept alive for the run)
+    pool.threads(args.threads)  # for the rest of the command (scoring the test split too)
     log = _log if out is not None else (lambda msg: None)
     ckpt = os.path.join(args.out, "checkpoint.safetensors")
     if args.resume and not os.path.lexists(ckpt):
@@ -233,7 +234,7 @@ def translate_command(args) -> int:
     from ..translation.evaluate import format_results, score_test, translate_texts
     from ..translation.pipeline import load_translator
 
-    _limiter = set_threads(args.threads)  # noqa: F841  (kept alive for the command)
+    pool.threads(args.threads)  # for the rest of the command
     try:
         model, tok, info = load_translator(_check_file(args.checkpoint, "checkpoint"))
         check_beam(args.beam, len(tok))

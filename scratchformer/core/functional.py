@@ -160,7 +160,7 @@ def attention_backward(q, k, v, p, g, dropout=None):
         ds = p (dp - sum(dp p));  dq = ds k / √Dh;  dk = dsᵀ q / √Dh.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
-    if (dropout is None or not dropout.active) and KA.fusable(q, k, v) and g.shape[0] == q.shape[0]:
+    if (dropout is None or not dropout.active) and KA.fusable(q, k, v):
         return KA.backward(q, k, v, p, g, scale)
     pd = p if dropout is None else dropout.backward(p)  # the forward's p·m/(1-p_drop)
     dv = pool.matmul(pd.swapaxes(-1, -2), g)  # (B, H, Tk, Dh)

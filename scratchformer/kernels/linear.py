@@ -36,17 +36,15 @@ def backward(x2: np.ndarray, g2: np.ndarray, w: np.ndarray, dw: np.ndarray,
     """Adds gᵀ x into dw and Σ_rows g into db (unless None); returns dx2 = g W (N, in).
 
     Two matmuls, shared among the workers in ONE hand-off: the weight gradient cut along
-    the output features (part lo:hi computes rows lo:hi of gᵀ x, adds them into dw and
-    the column sums of g[:, lo:hi] into db) and dx cut along the rows of g.
+    the output features (part lo:hi adds rows lo:hi of gᵀ x into dw and the column sums
+    of g[:, lo:hi] into db) and dx cut along the rows of g.
     """
     (N, n_out), n_in = g2.shape, w.shape[1]
     ones = np.ones(N, dtype=g2.dtype)
-    tmp = np.empty(dw.shape, dtype=np.result_type(g2, x2))
     dx2 = np.empty((N, n_in), dtype=np.result_type(g2, w))
 
     def weight_part(lo, hi):
-        np.matmul(g2[:, lo:hi].T, x2, out=tmp[lo:hi])
-        dw[lo:hi] += tmp[lo:hi]
+        dw[lo:hi] += g2[:, lo:hi].T @ x2
         if db is not None:
             db[lo:hi] += ones @ g2[:, lo:hi]  # a BLAS matrix-vector product: Σ_rows g
 
@@ -54,17 +52,11 @@ def backward(x2: np.ndarray, g2: np.ndarray, w: np.ndarray, dw: np.ndarray,
         np.matmul(g2[lo:hi], w, out=dx2[lo:hi])
 
     flops = 2.0 * N * n_out * n_in
-    cuts = [(fn, pool.parts(flops, n), n) for fn, n in ((weight_part, n_out), (input_part, N))]
-    if all(parts == 1 for _, parts, _ in cuts):  # too small to share: both here, no hand-off
+    split = [(fn, pool.parts(flops, n), n) for fn, n in ((weight_part, n_out), (input_part, N))]
+    if all(k == 1 for _, k, _ in split):  # too small to share: both here, no hand-off
         weight_part(0, n_out)
         input_part(0, N)
         return dx2
-    pool.run_tasks([functools.partial(fn, lo, hi) for fn, parts, n in cuts
-                    for lo, hi in _cuts(n, parts)])
+    pool.run_tasks([functools.partial(fn, lo, hi) for fn, k, n in split
+                    for lo, hi in pool.cuts(n, k)])
     return dx2
-
-
-def _cuts(n: int, parts: int) -> list[tuple[int, int]]:
-    """``parts`` contiguous (lo, hi) slices covering range(n)."""
-    edges = [n * i // parts for i in range(parts + 1)]
-    return list(zip(edges[:-1], edges[1:]))

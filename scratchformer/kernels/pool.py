@@ -17,7 +17,6 @@ at the same time.
   little differently from the whole (its blocking depends on the sizes), so results are
   repeatable for a given thread count and within float32 rounding across counts
   (``tests/kernels`` hold them equal to ``np.matmul``).
-- ``matmul_tn(a, b)``: ``aᵀ b`` (a weight's gradient), cut along the columns of ``a``.
 - ``run(fn, n)``: any ``fn(lo, hi)`` over contiguous parts of ``range(n)``.
 
 An operation is cut into twice as many parts as there are threads, and each thread takes
@@ -129,27 +128,33 @@ def _limit_blas(n: int):
     return threadpool_limits(limits=n, user_api="blas")
 
 
+def cuts(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous (lo, hi) slices of about equal size covering ``range(n)``."""
+    edges = [n * i // parts for i in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
 def run(fn, n: int, parts: int | None = None) -> None:
     """Call ``fn(lo, hi)`` on ``parts`` contiguous slices of ``range(n)`` that together
     cover it once, on the pool's threads, the caller's among them; returns when all are done.
 
     ``parts`` defaults to twice ``num_threads()``: the threads take the next slice when
     they finish one, so a thread slowed by another program on its core takes fewer
-    slices and the others do not wait for it.
+    slices and the others do not wait for it. With one thread the slices run in turn
+    (a cache-sized slice at a time, for the callers that cut for that reason).
     """
-    threads = min(_threads, n)
-    parts = min(parts or 2 * threads, n)
-    if threads <= 1 or parts <= 1:
+    parts = min(parts or 2 * _threads, n)
+    if parts <= 1:
         fn(0, n)
         return
-    cuts = [n * i // parts for i in range(parts + 1)]
-    slices = iter(zip(cuts[:-1], cuts[1:]))
+    slices = iter(cuts(n, parts))
 
     def work():  # next() runs under the GIL: each slice is taken exactly once
         for lo, hi in slices:
             fn(lo, hi)
 
-    futures = [executor(threads - 1).submit(work) for _ in range(threads - 1)]
+    helpers = min(_threads, parts) - 1
+    futures = [executor(helpers).submit(work) for _ in range(helpers)] if helpers else []
     try:
         work()
     finally:
@@ -170,11 +175,6 @@ def run_tasks(tasks: list) -> None:
 def parts(flops: float, n: int) -> int:
     """How many parts an operation of ``flops`` over ``n`` rows is worth cutting into
     (1: keep it whole)."""
-    return _split(flops, n)
-
-
-def _split(flops: float, n: int) -> int:
-    """How many parts an operation of ``flops`` over ``n`` rows is worth cutting into."""
     if _threads <= 1 or flops < MIN_FLOPS or n < 2:
         return 1
     return min(2 * _threads, n)
@@ -191,9 +191,9 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, then=Non
     if out is None:
         shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
         out = np.empty(shape, dtype=np.result_type(a, b))
-    parts = _split(2.0 * out.size * a.shape[-1], a.shape[0])
+    n_parts = parts(2.0 * out.size * a.shape[-1], a.shape[0])
     split_b = b.ndim == a.ndim and a.ndim > 2  # stacked b: its batch axis goes with a's
-    if parts == 1 or out.ndim != a.ndim or out.shape[0] != a.shape[0] or (
+    if n_parts == 1 or out.ndim != a.ndim or out.shape[0] != a.shape[0] or (
             split_b and b.shape[0] != a.shape[0]):  # one of them broadcasts along that axis
         np.matmul(a, b, out=out)
         if then is not None:
@@ -205,25 +205,6 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, then=Non
         if then is not None:
             then(lo, hi)
 
-    run(part, a.shape[0], parts)
+    run(part, a.shape[0], n_parts)
     return out
 
-
-def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, then=None) -> np.ndarray:
-    """``aᵀ @ b`` for 2-D a (N, m) and b (N, n) → (m, n), cut along the m columns of a.
-
-    The weight gradient of a linear layer, gᵀ x: each part is one BLAS call on a strided
-    view (no copy), and each output row is a dot product over all N rows, as in one call.
-    ``then(lo, hi)`` as in ``matmul``, for the rows ``out[lo:hi]`` (columns lo:hi of a).
-    """
-    if out is None:
-        out = np.empty((a.shape[1], b.shape[1]), dtype=np.result_type(a, b))
-    parts = _split(2.0 * out.size * a.shape[0], a.shape[1])
-
-    def part(lo, hi):
-        np.matmul(a[:, lo:hi].T, b, out=out[lo:hi])
-        if then is not None:
-            then(lo, hi)
-
-    run(part, a.shape[1], parts)
-    return out

@@ -46,22 +46,13 @@ def map_rows(kernel, *args) -> None:
     if first.nbytes < _MIN_BYTES or n < 2:
         kernel(*args)
         return
-    rows = max(1, _BLOCK_BYTES * n // first.nbytes)
     split = [isinstance(a, np.ndarray) and a.ndim and a.shape[0] == n for a in args]
-    blocks = iter([[a[i:i + rows] if s else a for a, s in zip(args, split)]
-                   for i in range(0, n, rows)])
 
-    def work():  # threads take the next block until none is left (next() holds the GIL)
-        for block in blocks:
-            kernel(*block)
+    def block(lo, hi):
+        kernel(*[a[lo:hi] if s else a for a, s in zip(args, split)])
 
-    helpers = pool.num_threads() - 1
-    futures = [pool.executor(helpers).submit(work) for _ in range(helpers)] if helpers else []
-    try:
-        work()
-    finally:
-        for f in futures:
-            f.result()
+    # blocks of ~_BLOCK_BYTES of the first array, taken in turn by the pool's threads
+    pool.run(block, n, -(-first.nbytes // _BLOCK_BYTES))
 
 
 def as_rows(a: np.ndarray) -> np.ndarray:

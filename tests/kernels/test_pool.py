@@ -39,8 +39,6 @@ def test_matmul_equals_numpy(rng, dtype, threads):
             out = pool.matmul(a, b)
             assert out.shape == np.matmul(a, b).shape and out.dtype == dtype
             assert rel_error(out, np.matmul(a, b)) < TOL[dtype], (sa, sb)
-        a, b = rng.standard_normal((40, 12)).astype(dtype), rng.standard_normal((40, 9)).astype(dtype)
-        assert rel_error(pool.matmul_tn(a, b), a.T @ b) < TOL[dtype]
         t = rng.standard_normal((6, 2, 5, 4)).astype(dtype)  # strided views, as attention passes
         assert rel_error(pool.matmul(t, t.swapaxes(-1, -2)), t @ t.swapaxes(-1, -2)) < TOL[dtype]
 
