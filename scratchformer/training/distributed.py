@@ -31,6 +31,7 @@ ScratchFormer never needs it.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable
 
@@ -56,6 +57,10 @@ class DataParallel:
         self._torch, self._dist = torch, dist
         if not dist.is_initialized():
             dist.init_process_group(backend)
+            # destroyed before the interpreter tears down: a process group left to the C++
+            # destructors at exit can abort ("terminate called without an active exception",
+            # seen on a rank that finished while rank 0 was still scoring)
+            atexit.register(self.close)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.is_main = self.rank == 0
         self._bucket: np.ndarray | None = None
