@@ -33,6 +33,7 @@ import platform
 import pstats
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -112,9 +113,11 @@ def torch_setup(c, seed=0):
         def __init__(self):
             super().__init__()
             self.src_embed, self.tgt_embed = nn.Embedding(V, D), nn.Embedding(V, D)
-            self.tf = nn.Transformer(D, c["n_heads"], c["layers"], c["layers"], c["d_ff"], dropout=0.0,
-                                     activation=lambda x: F.gelu(x, approximate="tanh"),
-                                     batch_first=True)
+            with warnings.catch_warnings():  # "enable_nested_tensor is True, but ...": the
+                warnings.simplefilter("ignore")  # tanh-GELU lambda rules nested tensors out
+                self.tf = nn.Transformer(D, c["n_heads"], c["layers"], c["layers"], c["d_ff"],
+                                         dropout=0.0, batch_first=True,
+                                         activation=lambda x: F.gelu(x, approximate="tanh"))
             self.generator = nn.Linear(D, V)
             self.register_buffer("pe", torch.from_numpy(sf.PositionalEncoding(D, 512).pe))
 
@@ -139,7 +142,7 @@ def torch_setup(c, seed=0):
         loss = F.cross_entropy(logits.reshape(-1, V), tgt[:, 1:].reshape(-1), ignore_index=0)
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
 
     return step
 
