@@ -23,14 +23,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench_step import CONFIGS, describe, machine_info, numpy_setup  # noqa: E402
+from bench_step import CONFIGS, describe, machine_info, numpy_setup, timed  # noqa: E402
 
 
 def import_revision(rev: str, folder: str, name: str = "sf_before"):
@@ -79,13 +78,8 @@ def main(argv=None) -> None:
             steps = args.steps or (10 if name == "small" else 30)
             for i in range((steps + 1) // 2):
                 for threads, step, times in (sides if i % 2 == 0 else sides[::-1]):
-                    time.sleep(0.2)  # the other side's idle threads stop spinning
-                    with threads():
-                        step()  # untimed: wakes this side's threads
-                        for _ in range(2):
-                            t0 = time.perf_counter()
-                            step()
-                            times.append(time.perf_counter() - t0)
+                    with threads():  # rest 0.2 s, one untimed step, two timed ones
+                        times += timed(step, None, settle=0.2, block=2)
             b, a = (1e3 * float(np.median(s[2])) for s in sides)
             print(f"{name:8s} before {b:8.2f} ms  after {a:8.2f} ms  after/before {a / b:.3f}")
 

@@ -76,10 +76,9 @@ class TransformerConfig:
                 shapes.update(layer_shapes(f"{stack}.layers.{i}", D, F, subs))
             if self.norm_first:
                 shapes.update({f"{stack}.norm.weight": (D,), f"{stack}.norm.bias": (D,)})
-        shapes["generator.weight"] = (self.tgt_vocab_size, D)
+        if not self.tie_embeddings:  # tied: stored once, as src_embed.weight
+            shapes["generator.weight"] = (self.tgt_vocab_size, D)
         shapes["generator.bias"] = (self.tgt_vocab_size,)
-        if self.tie_embeddings:  # stored once, as src_embed.weight
-            del shapes["generator.weight"]
         return shapes
 
 

@@ -194,7 +194,8 @@ def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads:
     directory, writes checkpoints and metrics and shows progress.
 
     Returns {"model", "tokenizer", "result" (TrainResult), "val_loss" (whole validation
-    split), "wall_s" (the whole call, data loading and final evaluation included), "rank"}.
+    split; None on a helper rank, which evaluates nothing), "wall_s" (the whole call, data
+    loading and final evaluation included), "rank"}.
     """
     t0 = time.perf_counter()
     if parallel is not None and not parallel.is_main:  # reads the run, never writes it
@@ -245,20 +246,21 @@ def _train_gpt(*, corpus, out_dir, n_layers, n_heads, d_model, d_ff, block, drop
         if len(part) < block + 1:
             raise ValueError(f"the {name} split has {len(part)} characters, too few for "
                              f"--block {block} (needs at least {block + 1})")
+    # a data-parallel helper rank trains only: no decision depends on its evaluation
+    main = parallel is None or parallel.is_main
     evaluator = LMEvaluator({"train": train_ids, "val": val_ids}, block, tcfg.batch_size,
-                            eval_batches) if eval_batches else None
-    batch_fn, step_fn, writes = random_blocks(train_ids, block, tcfg.batch_size), None, True
+                            eval_batches) if eval_batches and main else None
+    batch_fn, step_fn = random_blocks(train_ids, block, tcfg.batch_size), None
     if parallel is not None:
         batch_fn, step_fn = parallel.shard(batch_fn), parallel.wrap(lm_step)
-        writes = parallel.is_main
     trainer = Trainer(model, batch_fn, tcfg, step_fn=step_fn, evaluate=evaluator,
-                      out_dir=out_dir if writes else None, progress=progress if writes else False,
+                      out_dir=out_dir if main else None, progress=progress if main else False,
                       extra_state={"tokenizer": tokenizer.to_json(), "block": block,
                                    "corpus": str(corpus)},
                       threads=threads)
     if resume:
         trainer.resume(ckpt)
     result = trainer.fit(until)
-    val = full_loss(model, val_ids, block)
+    val = full_loss(model, val_ids, block) if main else None
     return {"model": model, "tokenizer": tokenizer, "result": result, "val_loss": val,
             "wall_s": time.perf_counter() - t0, "rank": 0 if parallel is None else parallel.rank}
