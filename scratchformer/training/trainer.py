@@ -267,12 +267,17 @@ class Trainer:
         threads: threads during ``fit``: the worker pool of ``kernels.pool``, each BLAS call
             on one thread (None: ``pool.default_threads()``, the cores this process may
             use; 1: one thread throughout).
+        monitors: objects watching the run (e.g. per-layer gradient norms, attention
+            snapshots); each may define ``before_update(trainer, step)`` (gradients ready,
+            after clipping, weights not yet changed) and ``after_update(trainer, step, loss)``
+            (weights updated, ``trainer.step == step``). They write with ``trainer.record``.
     """
 
     def __init__(self, model, batch_fn: Callable, config: TrainConfig | None = None, *,
                  step_fn: Callable | None = None, evaluate: Callable | None = None,
                  out_dir: str | os.PathLike | None = None, progress=True,
-                 extra_state: dict | None = None, criterion=None, threads: int | None = None):
+                 extra_state: dict | None = None, criterion=None, threads: int | None = None,
+                 monitors: list | None = None):
         self.model, self.batch_fn = model, batch_fn
         self.config = cfg = config if config is not None else TrainConfig()
         self.step_fn = step_fn or default_step_fn(model)
@@ -280,6 +285,7 @@ class Trainer:
         self.out_dir = None if out_dir is None else os.fspath(out_dir)
         self.progress, self.extra_state = progress, dict(extra_state or {})
         self.threads = threads
+        self.monitors = list(monitors or ())
         pad = getattr(getattr(model, "config", None), "pad_id", None)
         self.criterion = criterion or CrossEntropyLoss(ignore_index=pad,
                                                        label_smoothing=cfg.label_smoothing)
@@ -323,9 +329,15 @@ class Trainer:
                 if not math.isfinite(norm):
                     self._diverged(f"gradient norm became {norm} at step {step} "
                                    f"(loss {loss:.4g})", step)
+                for m in self.monitors:
+                    if hasattr(m, "before_update"):
+                        m.before_update(self, step)
                 opt.lr = self.schedule(step)
                 opt.step()
                 self.step = step
+                for m in self.monitors:
+                    if hasattr(m, "after_update"):
+                        m.after_update(self, step, loss)
                 win_loss, win_tok, win_n = win_loss + loss, win_tok + n_tok, win_n + 1
                 if step % cfg.log_every == 0 or step == end:
                     now = time.perf_counter()
@@ -334,7 +346,7 @@ class Trainer:
                            "tokens_per_s": win_tok / max(now - win_t0, 1e-9),
                            "time_s": now - t_start}
                     last_loss = rec["loss"]
-                    self._record(rec)
+                    self.record(rec)
                     bar.update(step, win_n, rec)
                     win_loss, win_tok, win_n, win_t0 = 0.0, 0, 0, now
                 at_end = step == end
@@ -379,12 +391,12 @@ class Trainer:
         metrics = dict(self.evaluate(self.model))
         self.model.train()
         self.last_eval, self.last_eval_step = metrics, self.step
-        self._record({"kind": "eval", "step": self.step, **metrics,
+        self.record({"kind": "eval", "step": self.step, **metrics,
                       "eval_time_s": time.perf_counter() - t0})
         return metrics
 
     def _diverged(self, what: str, step: int):
-        self._record({"kind": "diverged", "step": step, "message": what})
+        self.record({"kind": "diverged", "step": step, "message": what})
         hint = (f"; the last checkpoint is {os.path.join(self.out_dir, 'checkpoint.safetensors')}"
                 if self.out_dir and os.path.exists(os.path.join(self.out_dir, "checkpoint.safetensors"))
                 else "")
@@ -392,7 +404,8 @@ class Trainer:
                                f"weights were not updated with it. Try a lower learning rate, a "
                                f"longer warm-up or gradient clipping{hint}", step)
 
-    def _record(self, rec: dict):
+    def record(self, rec: dict):
+        """Append ``rec`` (JSON-able) to the history and to ``out_dir/metrics.jsonl``."""
         rec = {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v)
                for k, v in rec.items()}
         self.history.append(rec)
