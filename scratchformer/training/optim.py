@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from ..kernels import blocked, pool
-from .checks import check_real as _real
+from ..core.checks import check_real as _real
 
 def _param_list(params, who: str) -> list:
     """Materialize ``params`` (list or generator), check each item, drop repeats (tied weights)."""

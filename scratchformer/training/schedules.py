@@ -18,8 +18,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .checks import check_int as _int
-from .checks import check_real as _real
+from ..core.checks import check_int as _int
+from ..core.checks import check_real as _real
 
 
 class LRSchedule:
