@@ -1,5 +1,6 @@
-"""What every command shares: its one error type, the argparse parser and help format,
-the BLAS thread limit, and data-parallel training under torchrun.
+"""What every command shares: its one error type, the argparse parser and help format, the
+flag validators, and the argument groups of the training commands — built once from the
+library's config dataclasses, so ``--n-heads`` is ``n_heads`` in every command.
 
 A user mistake (a bad flag value, an unusable path, a bad or foreign file) raises
 ``CLIError``; ``scratchformer.cli.main`` prints it as one line ``scratchformer: error: ...``
@@ -9,8 +10,11 @@ on stderr and exits with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
+import re
+import sys
 
 
 class CLIError(Exception):
@@ -24,13 +28,16 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show ``(default: X)`` after each flag's help, except when there is no default."""
+class Formatter(argparse.HelpFormatter):
+    """Descriptions and epilogs keep their line breaks (each line wrapped to the terminal);
+    each flag's help says its default once (the groups below write it from the config)."""
 
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
+    def _fill_text(self, text, width, indent):
+        import textwrap
+
+        return "\n".join(textwrap.fill(line, width, initial_indent=indent,
+                                        subsequent_indent=indent + "    ") if line.strip() else ""
+                         for line in text.splitlines())
 
 
 def say(args, *lines):
@@ -38,39 +45,6 @@ def say(args, *lines):
     if not getattr(args, "quiet", False):
         for line in lines:
             print(line, flush=True)
-
-
-# ---- data-parallel training under torchrun: train, gpt train, translate-train ------------------
-def data_parallel(batch_size: int | None = None, flag: str = "--batch-size"):
-    """This process's ``training.distributed.DataParallel`` when torchrun started several
-    (WORLD_SIZE > 1), else None. Only then is torch imported: CLIError when it is missing,
-    or when ``batch_size`` (a fixed global batch; None: any size) does not split evenly."""
-    from ..training.distributed import DataParallel, world_size
-
-    if world_size() <= 1:
-        return None
-    try:
-        parallel = DataParallel()
-    except ImportError as e:
-        raise CLIError(str(e)) from None
-    if batch_size is not None and batch_size % parallel.world:
-        raise CLIError(f"{flag} {batch_size} must be divisible by the {parallel.world} processes")
-    return parallel
-
-
-def in_run_dir(out, run, *, resume: bool, force: bool, parallel=None):
-    """``run(out)`` holding the lock on the run directory ``out`` (``training.rundir.open_run``);
-    a data-parallel helper rank (``parallel`` not rank 0) runs ``run(None)``: rank 0 alone
-    owns the directory, and the others write nothing."""
-    from ..training.rundir import RunDirError, open_run
-
-    if parallel is not None and not parallel.is_main:
-        return run(None)
-    try:
-        with open_run(out, resume=resume, force=force):
-            return run(out)
-    except RunDirError as e:
-        raise CLIError(str(e)) from None
 
 
 # ---- flag validators: argparse ``type=`` functions --------------------------------------------
@@ -180,3 +154,155 @@ def describe(e: BaseException) -> str:
         return f"{where}{e.strerror}"
     text = str(e) or type(e).__name__
     return " ".join(text.split("\n"))
+
+
+# ---- the training commands' flags: one vocabulary, built from the library's configs ----------
+def _default(cls, name):
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+    raise KeyError(name)
+
+
+def _shown(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return " ".join(str(v) for v in value) or "none"
+    return {None: "none", True: "on", False: "off"}.get(value, str(value)) \
+        if not isinstance(value, (int, float)) or isinstance(value, bool) else f"{value:g}"
+
+
+def flag(group, cls, name: str, help: str, *, preset: str | None = None, default_text=None,
+         **kw):
+    """``--name-with-dashes`` for the config field ``name`` of ``cls``. Its argparse default
+    is None ("not given": the library's default, a preset, or on resume the checkpoint's);
+    the help ends with the library's default, written once."""
+    shown = preset or default_text or _shown(_default(cls, name))
+    group.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
+                       help=f"{help} (default: {shown})", **kw)
+
+
+def add_model_flags(p, cls, *, encdec: bool = False, preset: str | None = None):
+    """--d-model --n-heads --n-layers --d-ff [--n-encoder-layers --n-decoder-layers]
+    --dropout --activation --norm --tie-embeddings/--no-tie-embeddings."""
+    g = p.add_argument_group("model")
+    flag(g, cls, "d_model", "model width D", preset=preset, type=positive_int)
+    flag(g, cls, "n_heads", "attention heads H (D divisible by H)", preset=preset,
+         type=positive_int)
+    flag(g, cls, "n_layers", "layers (encoder and decoder each)" if encdec else "blocks",
+         preset=preset, type=positive_int)
+    if encdec:
+        flag(g, cls, "n_encoder_layers", "encoder layers", default_text="--n-layers",
+             type=positive_int)
+        flag(g, cls, "n_decoder_layers", "decoder layers", default_text="--n-layers",
+             type=positive_int)
+    d_ff = _default(cls, "d_ff")
+    flag(g, cls, "d_ff", "feed-forward width F", preset=preset,
+         default_text="4·d_model" if d_ff is None else None, type=positive_int)
+    flag(g, cls, "dropout", "dropout rate", type=probability)
+    flag(g, cls, "activation", "feed-forward activation", choices=["gelu", "relu"])
+    flag(g, cls, "norm", "LayerNorm placement: pre-LN trains faster, post-LN is the paper's",
+         choices=["pre", "post"])
+    tie = _default(cls, "tie_embeddings")
+    g.add_argument("--tie-embeddings", dest="tie_embeddings", default=None,
+                   action=argparse.BooleanOptionalAction,
+                   help="share the embedding and output weights (default: "
+                        f"{'on for the GPT, off for a task' if tie is None else _shown(tie)})")
+    return g
+
+
+def add_optim_flags(p, cls, *, preset: str | None = None, schedule: bool = True):
+    """--steps --batch-size --lr --warmup [--schedule --optimizer] --min-lr-ratio --betas
+    --weight-decay --clip-norm --label-smoothing --seed."""
+    g = p.add_argument_group("optimization")
+    flag(g, cls, "steps", "optimizer steps in all (with --resume: up to this many in all)",
+         preset=preset, type=positive_int)
+    flag(g, cls, "batch_size", "sequences per step", preset=preset, type=positive_int)
+    flag(g, cls, "lr", "peak learning rate", preset=preset, type=positive_float)
+    flag(g, cls, "warmup", "linear warm-up steps", preset=preset, type=non_negative_int)
+    if schedule:
+        flag(g, cls, "schedule", "learning-rate schedule after warm-up",
+             choices=["cosine", "noam", "constant"])
+        flag(g, cls, "optimizer", "optimizer", choices=["adam", "adamw", "sgd"])
+    flag(g, cls, "min_lr_ratio", "cosine decays to lr · this at the last step", type=unit_interval)
+    flag(g, cls, "betas", "Adam's β₁ β₂", nargs=2, type=probability, metavar=("B1", "B2"))
+    flag(g, cls, "weight_decay", "weight decay", type=non_negative_float)
+    flag(g, cls, "clip_norm", "clip the global gradient norm to this, 0 = off",
+         type=non_negative_float)
+    flag(g, cls, "label_smoothing", "label smoothing ε", type=probability)
+    flag(g, cls, "seed", "seeds the weights, dropout and the data", type=non_negative_int)
+    return g
+
+
+def add_run_flags(p, cls, out: str, *, evaluation: bool = True):
+    """--out --resume --force --threads --no-progress [--eval-every] --checkpoint-every
+    --log-every: the run directory and its rules, the same in every training command."""
+    g = p.add_argument_group("run directory and output")
+    g.add_argument("--out", type=path_arg, default=out,
+                   help=f"the run directory: checkpoint.safetensors + metrics.jsonl "
+                        f"(default: {out})")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out bit for bit, with its checkpoint's model "
+                        "and settings (--steps N: up to N steps in all)")
+    g.add_argument("--force", action="store_true",
+                   help="start a new run in an --out that holds another run (erases it)")
+    g.add_argument("--threads", type=threads, default=None,
+                   help="threads (default: every core, at most 8; 1: one thread)")
+    g.add_argument("--no-progress", action="store_true", help="plain lines, no progress bar")
+    if evaluation:
+        flag(g, cls, "eval_every", "steps between evaluations, 0 = none", type=non_negative_int)
+    flag(g, cls, "checkpoint_every", "also save the checkpoint every N steps, 0 = only at "
+                                     "the end", type=non_negative_int)
+    flag(g, cls, "log_every", "steps per metrics.jsonl line", type=positive_int)
+    return g
+
+
+def config_from_args(cls, args, **fixed):
+    """``cls(**fields)`` from the flags the user gave (argparse default None = not given),
+    plus ``fixed``; a library error becomes a CLIError naming flags instead of fields."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if "betas" in given:
+        given["betas"] = tuple(given["betas"])
+    given["progress"] = "plain" if getattr(args, "no_progress", False) else True
+    given.update(fixed)
+    try:
+        return cls(**given)
+    except (ValueError, TypeError) as e:
+        raise CLIError(as_flags(str(e), names)) from None
+
+
+def as_flags(message: str, names) -> str:
+    """A library message in the command line's words: ``steps=3`` → ``--steps 3``,
+    ``resume=True`` → ``--resume``, a leading ``lr must`` → ``--lr must``."""
+    def sub(m):
+        name, value = m.group(1), m.group(2)
+        if name not in names and name not in ("force", "resume", "out"):
+            return m.group(0)
+        flag_ = "--" + name.replace("_", "-")
+        if value == "True":
+            return flag_
+        if value == "False":
+            return "--no-" + name.replace("_", "-")
+        return f"{flag_} {value.strip(chr(39))}" if value else flag_
+
+    message = re.sub(r"\b([a-z][a-z0-9_]*)=('[^']*'|[^\s,;:)]*)", sub, message)
+    first = message.split(" ", 1)[0]
+    if first in names:
+        message = "--" + first.replace("_", "-") + message[len(first):]
+    return message
+
+
+def run_command(entry, cfg, names=()) -> object:
+    """Run a library entry point for a training command: its user errors (bad values,
+    paths, files, missing packages) become one-line CLIErrors in flag words; a diverged
+    run is printed and gives exit status 1 (returned as the int 1)."""
+    from ..training.trainer import TrainingDiverged
+
+    names = set(names) | {f.name for f in dataclasses.fields(cfg)}
+    try:
+        return entry(cfg)
+    except TrainingDiverged as e:
+        print(f"scratchformer: error: {as_flags(str(e), names)}", file=sys.stderr)
+        return 1
+    except (*user_errors(), ImportError, KeyError) as e:
+        raise CLIError(as_flags(describe(e), names)) from None

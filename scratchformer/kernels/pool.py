@@ -84,40 +84,37 @@ def executor(n: int) -> ThreadPoolExecutor:
 
 
 class threads:
-    """Run on ``n`` threads from now until ``restore()`` (None: ``default_threads()``).
+    """A context manager that owns the thread count: ``n`` threads inside the block (None:
+    ``default_threads()``), the previous setting back on exit::
+
+        with pool.threads(2):
+            trainer.fit()
 
     With n > 1 the pool is on and BLAS is held to one thread per worker (threadpoolctl);
     with n == 1 everything is one thread. If BLAS cannot be limited (threadpoolctl is not
     installed) the pool stays off and BLAS keeps its own threads: never both at once.
-    Like threadpoolctl's limiter it takes effect when made; as a context manager it
-    restores the previous setting on exit::
-
-        with pool.threads(2):
-            trainer.fit()
+    Nothing changes until the block is entered.
     """
 
     def __init__(self, n: int | None = None):
-        global _threads
         n = default_threads() if n is None else int(n)
         if n < 1:
             raise ValueError(f"threads must be at least 1, got {n}")
-        self._limiter = _limit_blas(1)
-        self._before, self._active = _threads, True
-        self.n = _threads = n if self._limiter is not None else 1
-
-    def restore(self) -> None:
-        """Put back the thread count and BLAS limit from before (once)."""
-        global _threads
-        if self._active:
-            _threads, self._active = self._before, False
-            if self._limiter is not None:
-                self._limiter.restore_original_limits()
+        self.n, self._limiter, self._before = n, None, None
 
     def __enter__(self) -> int:
-        return self.n
+        global _threads
+        if self._before is not None:
+            raise RuntimeError("pool.threads(...) is entered once; make a new one per block")
+        self._limiter = _limit_blas(1)
+        self._before, _threads = _threads, (self.n if self._limiter is not None else 1)
+        return _threads
 
     def __exit__(self, *exc) -> None:
-        self.restore()
+        global _threads
+        _threads = self._before
+        if self._limiter is not None:
+            self._limiter.restore_original_limits()
 
 
 def _limit_blas(n: int):

@@ -1,4 +1,6 @@
-"""Train the torch twin: autograd, ``torch.optim.AdamW``, GPUs, and ``torchrun`` (DDP).
+"""The torch twin's training loop: autograd, ``torch.optim.AdamW``, GPUs, ``torchrun`` (DDP).
+Its config and entry point are ``scratchformer.training.torch_run`` (``TorchTrainConfig``,
+``train_torch``), which runs ``TorchTrainer`` on the spine every run shares.
 
     scratchformer torch-train --task reverse --device cpu --steps 2000
     scratchformer torch-train --corpus tiny --device cuda --steps 5000           # char GPT
@@ -9,13 +11,12 @@ One step (the same as NumPy's loop, with autograd doing the backward):
     lr      = warm-up then cosine (scratchformer.training.schedules.WarmupCosine), set before the update
     loss    = cross-entropy over non-PAD target tokens
     grads   = autograd; under DDP all-reduced (averaged) across ranks
-    clip    = clip_grad_norm_(params, --clip);  AdamW(betas=(0.9, 0.98), eps=1e-9)
+    clip    = clip_grad_norm_(params, clip_norm);  AdamW(betas, eps, weight_decay)
 
 A non-finite loss or gradient norm halts the run before the update (``TrainingDiverged``
 naming the step, as in NumPy's ``Trainer``; exit status 1), and weights that are not all
-finite are never saved. The ``--out`` file is checked before training: its directory must
-be writable, an existing file (another run's checkpoint) is refused unless ``--force``,
-and ``OUT.lock`` keeps a second trainer off it.
+finite are never saved. Ctrl-C (SIGINT) or SIGTERM finishes the step, saves the checkpoint
+and raises ``TrainingInterrupted``, as NumPy's ``Trainer`` does.
 
 Data parallelism: every rank draws the same *global* batch from one generator seeded with
 ``--seed`` and keeps its own slice of rows (rank r: rows r·b .. (r+1)·b, b = batch / world).
@@ -29,9 +30,10 @@ saved with ``scratchformer.training.checkpoint.save`` (the same ``.safetensors``
 
 from __future__ import annotations
 
-import contextlib
+import json
 import math
 import os
+import signal
 import time
 
 import numpy as np
@@ -41,30 +43,13 @@ import torch.nn.functional as F
 
 from ..models.gpt import GPTConfig
 from ..models.transformer import TransformerConfig
-from ..training.rundir import check_writable_dir, open_output_file
-from ..training.schedules import WarmupCosine
-from ..training.trainer import TrainingDiverged
+from ..training.checkpoint import load, save
+from ..training.optim import AdamW
+from ..training.trainer import (TrainingDiverged, TrainingInterrupted, TrainResult, _StopSignals,
+                                make_schedule, trainer_state)
 from .convert import to_numpy
 from .decoding import greedy_decode
 from .models import TorchGPT, TorchTransformer
-
-def _check_args(a) -> None:
-    for name in ("steps", "batch_size", "block_size", "d_model", "n_heads", "d_ff", "log_every"):
-        if getattr(a, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
-    if a.layers < 0 or a.warmup < 0 or a.eval_size < 0:
-        raise ValueError(f"--layers, --warmup and --eval-size must be >= 0, got "
-                         f"{a.layers}, {a.warmup}, {a.eval_size}")
-    if not a.lr > 0 or a.clip < 0:
-        raise ValueError(f"--lr must be > 0 and --clip >= 0, got {a.lr} and {a.clip}")
-    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
-    if a.batch_size % world:
-        raise ValueError(f"--batch-size {a.batch_size} must be divisible by the number of "
-                         f"processes {world}")
-    if a.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda given, but torch.cuda.is_available() is False "
-                         f"(torch {torch.__version__})")
-
 
 # ---- processes ---------------------------------------------------------------------------
 class Dist:
@@ -135,24 +120,26 @@ class CorpusData:
 
 
 # ---- the loop ------------------------------------------------------------------------------
-def build_model(a, data):
+def build_model(cfg, data):
     """TorchTransformer for a task, TorchGPT for a corpus (initial weights = NumPy's, seeded)."""
-    if a.task:
+    if cfg.task:
         t = data.task
-        cfg = TransformerConfig(
-            src_vocab_size=t.vocab_size, tgt_vocab_size=t.vocab_size, d_model=a.d_model,
-            n_heads=a.n_heads, d_ff=a.d_ff, n_encoder_layers=a.layers, n_decoder_layers=a.layers,
-            dropout=a.dropout, max_len=max(t.max_src_len, t.max_tgt_len + 1), activation=a.activation,
-            norm_first=bool(a.norm_first), tie_embeddings=bool(a.tie_embeddings), seed=a.seed)
-        return TorchTransformer(cfg)
-    cfg = GPTConfig(vocab_size=data.tok.vocab_size, d_model=a.d_model, n_heads=a.n_heads,
-                    d_ff=a.d_ff, n_layers=a.layers, max_len=a.block_size, dropout=a.dropout,
-                    activation=a.activation, norm_first=a.norm_first is not False,
-                    tie_embeddings=a.tie_embeddings is not False, seed=a.seed)
-    return TorchGPT(cfg)
+        mcfg = TransformerConfig(
+            src_vocab_size=t.vocab_size, tgt_vocab_size=t.vocab_size, d_model=cfg.d_model,
+            n_heads=cfg.n_heads, d_ff=cfg.ff_width, n_encoder_layers=cfg.n_layers,
+            n_decoder_layers=cfg.n_layers, dropout=cfg.dropout,
+            max_len=max(t.max_src_len, t.max_tgt_len + 1), activation=cfg.activation,
+            norm_first=cfg.norm == "pre", tie_embeddings=cfg.tie_embeddings, seed=cfg.seed)
+        return TorchTransformer(mcfg)
+    mcfg = GPTConfig(vocab_size=data.tok.vocab_size, d_model=cfg.d_model, n_heads=cfg.n_heads,
+                     d_ff=cfg.ff_width, n_layers=cfg.n_layers, max_len=cfg.block_size,
+                     dropout=cfg.dropout, activation=cfg.activation, norm_first=cfg.norm == "pre",
+                     tie_embeddings=cfg.tie_embeddings, seed=cfg.seed)
+    return TorchGPT(mcfg)
 
 
-def step_loss(model, batch, n_tokens_global: int, world: int, device, is_task: bool):
+def step_loss(model, batch, n_tokens_global: int, world: int, device, is_task: bool,
+              label_smoothing: float = 0.0):
     """This rank's share of the global mean loss: Σ_rank token losses / N_global · world.
 
     (DDP averages gradients over ranks, so Σ_ranks share / world = the global mean.)
@@ -166,108 +153,225 @@ def step_loss(model, batch, n_tokens_global: int, world: int, device, is_task: b
         x, target = (torch.from_numpy(z).to(device) for z in batch)
         logits = model(x)  # (b, T, V)
     total = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(),
-                            ignore_index=0 if is_task else -100, reduction="sum")  # Σ token losses
+                            ignore_index=0 if is_task else -100, reduction="sum",
+                            label_smoothing=label_smoothing)  # Σ token losses
     return total * (world / n_tokens_global), total.detach()
 
 
-def train(args) -> tuple[torch.nn.Module, dict]:
-    """Run the training described by ``args`` (parsed torch-train options).
+class TorchTrainer:
+    """The twin's loop with the NumPy ``Trainer``'s interface for the spine: ``resume(path)``,
+    ``fit() -> TrainResult``, ``save(path)``; the run directory ``out_dir`` (rank 0 only)
+    gets ``checkpoint.safetensors`` and ``metrics.jsonl`` records like NumPy's."""
 
-    Returns (the trained model, unwrapped from DDP, on its device; a summary dict). Under
-    torchrun every rank returns its own replica; only rank 0 logs and saves.
-    """
-    _check_args(args)
-    out = _out_path(args)
-    if out and int(os.environ.get("RANK", "0")) == 0:  # checked before any work, held to the end
-        run = open_output_file(out, force=getattr(args, "force", False))
-    else:
-        run = contextlib.nullcontext()
-    with run:
-        return _train(args, out)
-
-
-def _train(args, out):
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    env = Dist(args.device)
-    try:
-        if args.threads or args.device == "cpu":
-            torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // env.local_world))
-        torch.manual_seed(args.seed * 1000 + env.rank)  # dropout masks differ between ranks
-        data = (TaskData(args.task, args.seed) if args.task
-                else CorpusData(args.corpus, args.block_size, args.seed))
-        model = build_model(args, data).to(env.device)
-        model.train()
-        net = model
+    def __init__(self, cfg, state=None, owner: bool = True):
+        self.cfg, self.env = cfg, Dist(cfg.device)
+        self.out_dir = cfg.out if owner else None
+        self.summary: dict = {}
+        env = self.env
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // env.local_world))
+        torch.manual_seed(cfg.seed * 1000 + env.rank)  # dropout masks differ between ranks
+        if cfg.task:
+            self.data = TaskData(cfg.task, cfg.seed)
+        else:
+            self.data = CorpusData(cfg.corpus, cfg.block_size, cfg.seed)
+        self.model = build_model(cfg, self.data).to(env.device)
+        self.net = self.model
         if env.enabled:  # gradients all-reduced (averaged) during backward
-            net = DDP(model, device_ids=[env.local_rank] if args.device == "cuda" else None)
-        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9,
-                                weight_decay=args.weight_decay)
-        sched = WarmupCosine(args.lr, args.warmup, max(args.steps, args.warmup, 1),
-                             args.lr / 10 if args.min_lr is None else args.min_lr)
-        log = print if (env.main and not args.quiet) else (lambda *a, **k: None)
-        n_params = sum(p.numel() for p in model.parameters())
-        log(f"torch-train: {'task ' + args.task if args.task else 'corpus ' + args.corpus}, "
-            f"{n_params:,} parameters, {env.world} process(es) on {args.device}, "
-            f"global batch {args.batch_size}")
-        losses, t0 = [], time.perf_counter()
-        for step in range(1, args.steps + 1):
-            batch, n_tok = data.batch(args.batch_size, env.rank, env.world)
-            for g in opt.param_groups:
-                g["lr"] = sched(step)
-            loss, local_sum = step_loss(net, batch, n_tok, env.world, env.device, bool(args.task))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            # clip (or only measure, with an infinite bound): the norm is over all ranks' grads
-            norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                        args.clip if args.clip > 0 else math.inf))
-            loss_value = float(local_sum)
-            if not (math.isfinite(loss_value) and math.isfinite(norm)):
-                what = (f"loss became {loss_value / n_tok:g}" if not math.isfinite(loss_value)
-                        else f"gradient norm became {norm:g}")
-                raise TrainingDiverged(
-                    f"training halted: {what} at step {step} (lr {sched(step):.3g}); the weights "
-                    f"were not updated with it and nothing was saved. Try a lower learning rate, "
-                    f"a longer warm-up or gradient clipping", step)
-            opt.step()
-            if step % args.log_every == 0 or step == args.steps:
-                if env.enabled:  # the global mean loss, for the log
-                    dist.all_reduce(local_sum)
-                losses.append((step, float(local_sum) / n_tok))
-                ms = 1000 * (time.perf_counter() - t0) / step
-                log(f"step {step:6d}  loss {losses[-1][1]:.4f}  lr {sched(step):.2e}  {ms:.1f} ms/step")
-        elapsed = time.perf_counter() - t0
-        summary = {"steps": args.steps, "final_loss": losses[-1][1], "losses": losses,
-                   "seconds": elapsed, "ms_per_step": 1000 * elapsed / args.steps,
-                   "world_size": env.world, "device": args.device}
-        model.eval()
-        if env.main:
-            summary.update(evaluate(model, data, args))
-            for k in ("exact_match", "val_loss"):
-                if k in summary:
-                    log(f"{k}: {summary[k]:.4f}")
-            if args.corpus and "sample" in summary:
-                log("sample:\n" + summary["sample"])
-            if out:
-                save_checkpoint(out, model, data, args, summary)
-                summary["checkpoint"] = out
-                log(f"saved {out}")
-        if env.enabled:
-            dist.barrier()
-        return model, summary
-    finally:
-        env.close()
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.net = DDP(self.model, device_ids=[env.local_rank] if cfg.device == "cuda" else None)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
+                                     eps=cfg.eps, weight_decay=cfg.weight_decay)
+        self.schedule = make_schedule(cfg, cfg.d_model)
+        self.step, self.history = 0, []
+        self.trainer = self  # the spine drives ``job.trainer``
+        self.log = print if (env.main and cfg.progress is not False) else (lambda *a, **k: None)
+
+    # -- the loop
+    def fit(self) -> TrainResult:
+        cfg, env = self.cfg, self.env
+        n_params = sum(p.numel() for p in self.model.parameters())
+        self.log(f"torch-train: {'task ' + cfg.task if cfg.task else 'corpus ' + str(cfg.corpus)}, "
+                 f"{n_params:,} parameters, {env.world} process(es) on {cfg.device}, "
+                 f"global batch {cfg.batch_size}")
+        if self.out_dir and self.step == 0:
+            open(os.path.join(self.out_dir, "metrics.jsonl"), "w").close()
+        self.model.train()
+        t0, first = time.perf_counter(), self.step
+        try:
+            with _StopSignals() as signals:
+                while self.step < cfg.steps and signals.signum is None:
+                    self._one_step(self.step + 1, t0, first)
+                    if (self.out_dir and cfg.checkpoint_every
+                            and self.step % cfg.checkpoint_every == 0):
+                        self.save(self._ckpt())
+                if signals.signum is not None:
+                    self._interrupted(signals.signum)
+            elapsed = time.perf_counter() - t0
+            self.model.eval()
+            metrics = evaluate(self.model, self.data, cfg) if env.main else {}
+            self._report(metrics, elapsed, first)
+            if self.out_dir:
+                self.save(self._ckpt())
+            if env.enabled:
+                dist.barrier()
+        finally:
+            env.close()
+        return TrainResult(self.step, "steps", elapsed, self.summary.get("final_loss", math.nan),
+                           metrics, list(self.history))
+
+    def _one_step(self, step: int, t0: float, first: int) -> None:
+        cfg, env = self.cfg, self.env
+        batch, n_tok = self.data.batch(cfg.batch_size, env.rank, env.world)
+        for g in self.opt.param_groups:
+            g["lr"] = self.schedule(step)
+        loss, local_sum = step_loss(self.net, batch, n_tok, env.world, env.device, bool(cfg.task),
+                                    cfg.label_smoothing)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        # clip (or only measure, with an infinite bound): the norm is over all ranks' grads
+        norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                    cfg.clip_norm or math.inf))
+        value = float(local_sum)
+        if not (math.isfinite(value) and math.isfinite(norm)):
+            what = (f"loss became {value / n_tok:g}" if not math.isfinite(value)
+                    else f"gradient norm became {norm:g}")
+            raise TrainingDiverged(
+                f"training halted: {what} at step {step} (lr {self.schedule(step):.3g}); the "
+                f"weights were not updated with it. Try a lower learning rate, a longer warm-up "
+                f"or gradient clipping", step)
+        self.opt.step()
+        self.step = step
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            if env.enabled:  # the global mean loss, for the log
+                dist.all_reduce(local_sum)
+            now = time.perf_counter()
+            rec = {"kind": "train", "step": step, "loss": float(local_sum) / n_tok,
+                   "lr": self.schedule(step), "grad_norm": norm, "time_s": now - t0}
+            self.record(rec)
+            ms = 1000 * (now - t0) / (step - first)
+            self.log(f"step {step:6d}  loss {rec['loss']:.4f}  lr {rec['lr']:.2e}  {ms:.1f} ms/step")
+
+    def _report(self, metrics: dict, elapsed: float, first: int) -> None:
+        losses = [(r["step"], r["loss"]) for r in self.history if r["kind"] == "train"]
+        self.summary = {"steps": self.step, "final_loss": losses[-1][1] if losses else math.nan,
+                        "losses": losses, "seconds": elapsed,
+                        "ms_per_step": 1000 * elapsed / max(self.step - first, 1),
+                        "world_size": self.env.world, "device": self.cfg.device, **metrics}
+        for k in ("exact_match", "val_loss"):
+            if k in metrics:
+                self.log(f"{k}: {metrics[k]:.4f}")
+        if "sample" in metrics:
+            self.log("sample:\n" + metrics["sample"])
+        if metrics:
+            self.record({"kind": "eval", "step": self.step,
+                         **{k: v for k, v in metrics.items() if k != "sample"}})
+
+    def record(self, rec: dict) -> None:
+        self.history.append(rec)
+        if self.out_dir:
+            with open(os.path.join(self.out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    def _ckpt(self) -> str:
+        return os.path.join(self.out_dir, "checkpoint.safetensors")
+
+    def _interrupted(self, signum: int):
+        name, path = signal.Signals(signum).name, None
+        if self.out_dir:
+            path = self._ckpt()
+            with _StopSignals():
+                self.save(path)
+        where = (f"; checkpoint saved at step {self.step}: {path} (continue with resume)"
+                 if path else " (no output directory: nothing saved)")
+        raise TrainingInterrupted(f"interrupted by {name} at step {self.step}{where}",
+                                  self.step, signum, path)
+
+    # -- checkpoints
+    def save(self, path: str) -> None:
+        """The NumPy twin of the model and of its AdamW state (torch-free to load)."""
+        bad = [name for name, p in self.model.state_dict().items()
+               if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+        if bad:  # never replace a good checkpoint with NaN weights
+            raise TrainingDiverged(f"the trained weights are not finite ({', '.join(bad[:3])}"
+                                   f"{', ...' if len(bad) > 3 else ''}); {path} was not written",
+                                   self.step)
+        np_model = to_numpy(self.model)
+        state = {"step": self.step, "train_config": self.cfg.to_dict(),
+                 "data_rng": self.data.rng.bit_generator.state,
+                 "torch_rng": torch.get_rng_state().tolist(), "model_rngs": []}
+        extra = {"trained_with": "torch", "trainer": state, "run_config": self.cfg.to_dict(),
+                 "summary": {k: v for k, v in self.summary.items() if k != "losses"}}
+        if self.cfg.task:
+            extra["task"] = self.data.task.to_dict()  # get_task(**) rebuilds the vocabulary
+        else:
+            extra["tokenizer"] = self.data.tok.to_json()  # what `scratchformer gpt sample` reads
+        save(path, np_model, numpy_optimizer(self.opt, self.model, np_model), **extra)
+
+    def resume(self, path: str) -> None:
+        """Continue the run saved at ``path``: weights, AdamW moments, generators, step."""
+        np_model, opt_state, state = load(path)
+        ts = trainer_state(state, path)
+        if opt_state is None:
+            raise ValueError(f"{path}: the checkpoint holds no optimizer state; cannot resume")
+        self.model.load_state_dict({k: torch.from_numpy(v) for k, v in
+                                    np_model.state_dict().items()}, strict=False)
+        load_torch_optimizer(self.opt, self.model, opt_state)
+        self.step = int(ts["step"])
+        self.data.rng.bit_generator.state = ts["data_rng"]
+        torch.set_rng_state(torch.tensor(ts["torch_rng"], dtype=torch.uint8))
+        if self.out_dir:  # drop what an interrupted run logged after its checkpoint
+            from ..training.rundir import repair_metrics
+
+            metrics = os.path.join(self.out_dir, "metrics.jsonl")
+            repair_metrics(metrics)
+            if os.path.exists(metrics):
+                with open(metrics, encoding="utf-8") as f:
+                    keep = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
+                with open(metrics, "w", encoding="utf-8") as f:
+                    f.writelines(keep)
+
+
+def numpy_optimizer(opt, model, np_model) -> AdamW:
+    """The torch AdamW's state as a NumPy ``AdamW`` over ``np_model``'s parameters (in the
+    torch model's parameter order; ``exp_avg`` / ``exp_avg_sq`` are the same moments)."""
+    g = opt.param_groups[0]
+    params = dict(np_model.named_parameters())
+    names = [n for n, _ in model.named_parameters()]
+    ours = AdamW([params[n] for n in names], lr=g["lr"], betas=g["betas"], eps=g["eps"],
+                 weight_decay=g["weight_decay"])
+    sd = ours.state_dict()
+    steps = [int(opt.state[p]["step"]) for p in model.parameters() if p in opt.state]
+    sd["step"] = np.array(steps[0] if steps else 0, dtype=np.int64)
+    for i, p in enumerate(model.parameters()):
+        st = opt.state.get(p, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in st:
+                sd[f"{key}.{i}"] = st[key].detach().cpu().numpy().astype(sd[f"{key}.{i}"].dtype)
+    ours.load_state_dict(sd)
+    return ours
+
+
+def load_torch_optimizer(opt, model, opt_state: dict) -> None:
+    """The inverse of ``numpy_optimizer``: a saved NumPy AdamW state into torch's AdamW."""
+    step = int(np.asarray(opt_state["step"]))
+    for i, p in enumerate(model.parameters()):
+        if step == 0:
+            continue
+        opt.state[p] = {"step": torch.tensor(float(step)),
+                        "exp_avg": torch.from_numpy(np.array(opt_state[f"exp_avg.{i}"])).to(p),
+                        "exp_avg_sq": torch.from_numpy(np.array(opt_state[f"exp_avg_sq.{i}"])).to(p)}
 
 
 @torch.no_grad()
-def evaluate(model, data, args) -> dict:
+def evaluate(model, data, cfg) -> dict:
     """Task: exact-match rate of torch greedy decoding on held-out pairs. GPT: val loss."""
-    if args.eval_size == 0:
+    if cfg.eval_size == 0:
         return {}
-    if args.task:
+    if cfg.task:
         from ..data.taskbase import pad_batch
 
-        pairs = data.task.held_out()[: args.eval_size]
+        pairs = data.task.held_out()[: cfg.eval_size]
         src, _, tgt_out = pad_batch(pairs)
         pred = greedy_decode(model, src, tgt_out.shape[1])
         want = np.zeros((len(pairs), max(pred.shape[1], tgt_out.shape[1])), np.int64)
@@ -276,7 +380,7 @@ def evaluate(model, data, args) -> dict:
         return {"exact_match": float((want == got).all(axis=1).mean())}
     rng = np.random.default_rng(12345)
     tot = n = 0.0
-    for _ in range(max(1, args.eval_size // 20)):
+    for _ in range(max(1, cfg.eval_size // 20)):
         x, y = data.windows(data.val, rng, 16)
         logits = model(torch.from_numpy(x).to(model.device))
         tot += float(F.cross_entropy(logits.flatten(0, 1), torch.from_numpy(y).to(model.device).flatten(),
@@ -284,38 +388,5 @@ def evaluate(model, data, args) -> dict:
         n += y.size
     prompt = data.tok.encode("\n")[None]
     sample = model.generate(prompt, 200, temperature=0.8, top_k=20,
-                            rng=torch.Generator(model.device).manual_seed(args.seed))
+                            rng=torch.Generator(model.device).manual_seed(cfg.seed))
     return {"val_loss": tot / n, "sample": data.tok.decode(sample[0].cpu().numpy())}
-
-
-def _out_path(args) -> str | None:
-    if args.out == "":
-        return None
-    return args.out or os.path.join("runs", f"torch-{args.task or 'gpt'}.safetensors")
-
-
-def save_checkpoint(path: str, model, data, args, summary: dict) -> None:
-    """The NumPy twin of ``model``, saved with ``scratchformer.training.checkpoint.save`` (torch-free to load)."""
-    from ..training.checkpoint import save
-
-    bad = [name for name, p in model.state_dict().items()
-           if p.is_floating_point() and not bool(torch.isfinite(p).all())]
-    if bad:  # never replace a good checkpoint with NaN weights
-        raise TrainingDiverged(f"the trained weights are not finite ({', '.join(bad[:3])}"
-                               f"{', ...' if len(bad) > 3 else ''}); {path} was not written",
-                               int(args.steps))
-    check_writable_dir(os.path.dirname(os.path.abspath(path)))
-    extra = {"trained_with": "torch", "step": args.steps, "final_loss": summary["final_loss"],
-             "torch_train_args": {k: v for k, v in vars(args).items() if k != "func"}}
-    if args.task:
-        extra["task"] = data.task.to_dict()  # get_task(**) rebuilds the vocabulary
-    else:
-        extra["tokenizer"] = data.tok.to_json()  # what `scratchformer gpt sample` reads
-    save(path, to_numpy(model), optimizer=None, **extra)
-
-
-def run(args) -> int:
-    """Train with the options of ``scratchformer torch-train`` (an argparse namespace, see
-    ``scratchformer.cli.torch_train``); returns the exit status. Bad options raise ValueError."""
-    train(args)
-    return 0

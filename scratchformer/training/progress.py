@@ -41,6 +41,12 @@ class Progress:
         elif self.mode:
             print(line, file=sys.stderr, flush=True)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def close(self):
         if self.bar is not None:
             self.bar.close()

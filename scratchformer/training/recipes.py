@@ -1,19 +1,21 @@
-"""Recipes for the built-in toy tasks (copy, reverse, shift, dates, numbers), used by the CLI
-and the examples, and the held-out evaluation of an encoder–decoder.
+"""The toy tasks' run (copy, reverse, shift, dates, numbers): ``TaskTrainConfig`` and
+``train_task``, what ``scratchformer train`` runs, and the held-out evaluation of an
+encoder–decoder.
 
 - ``TASK_PRESETS``: tuned model and training settings per task (measured in docs/training.md);
-- ``task_model_config(task)`` / ``task_train_config(name)``: those settings as configs;
-- ``make_task_trainer(task)``: a ``Trainer`` with batches from the task and evaluation on its
-  held-out set; ``train_task(name)`` trains one end to end;
+  every ``TaskTrainConfig`` field left at None takes its task's preset;
+- ``train_task(cfg)``: batches from the task, evaluation on its held-out set (never trained
+  on), stop at ``target`` exact match, the final numbers over the whole held-out set;
 - ``Seq2SeqEvaluator(pairs)``: loss, token accuracy and exact match of greedy decoding.
 
-    trainer, result, metrics, task = train_task("reverse", out_dir="runs/reverse")
+    result = train_task(TaskTrainConfig(task="reverse", out="runs/reverse"))
+    result.metrics["exact_match"], result.extras["task"]
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,8 +24,10 @@ from ..core.tokens import BOS, EOS, PAD
 from ..data.tasks import get_task
 from ..data.taskbase import pad_batch
 from ..models.decoding import beam_search, greedy_decode
+from ..models.sizes import check_batch_fits
 from ..models.transformer import Transformer, TransformerConfig
-from .trainer import TrainConfig, Trainer, seq2seq_step
+from .spine import Kind, RunConfig, RunResult, run, run_dir
+from .trainer import Trainer, seq2seq_step
 
 
 # ---- evaluation ---------------------------------------------------------------------------------
@@ -96,83 +100,137 @@ class Seq2SeqEvaluator:
 # ---- recipes for the built-in toy tasks --------------------------------------------------------
 # Tuned on a 2-core CPU (see docs/training.md for the measured accuracy and times).
 TASK_PRESETS = {
-    "copy": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 1},
-             "train": {"steps": 600, "batch_size": 64, "lr": 5e-3, "warmup": 50,
-                       "eval_every": 50, "target": 0.99}},
-    "reverse": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 1},
-                "train": {"steps": 1500, "batch_size": 64, "lr": 5e-3, "warmup": 50,
-                          "eval_every": 100, "target": 0.99}},
-    "shift": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 1},
-              "train": {"steps": 1500, "batch_size": 64, "lr": 5e-3, "warmup": 50,
-                        "eval_every": 100, "target": 0.99}},
-    "dates": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 2},
-              "train": {"steps": 3000, "batch_size": 64, "lr": 3e-3, "warmup": 100,
-                        "eval_every": 100, "target": 0.98}},
-    "numbers": {"model": {"d_model": 64, "n_heads": 4, "d_ff": 256, "layers": 2},
-                "train": {"steps": 3000, "batch_size": 128, "lr": 3e-3, "warmup": 100,
-                          "eval_every": 50, "target": 0.99}},
+    "copy": {"d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": 1, "steps": 600,
+             "batch_size": 64, "lr": 5e-3, "warmup": 50, "eval_every": 50, "target": 0.99},
+    "reverse": {"d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": 1, "steps": 1500,
+                "batch_size": 64, "lr": 5e-3, "warmup": 50, "eval_every": 100, "target": 0.99},
+    "shift": {"d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": 1, "steps": 1500,
+              "batch_size": 64, "lr": 5e-3, "warmup": 50, "eval_every": 100, "target": 0.99},
+    "dates": {"d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": 2, "steps": 3000,
+              "batch_size": 64, "lr": 3e-3, "warmup": 100, "eval_every": 100, "target": 0.98},
+    "numbers": {"d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": 2, "steps": 3000,
+                "batch_size": 128, "lr": 3e-3, "warmup": 100, "eval_every": 50, "target": 0.99},
 }
-_GENERIC_PRESET = TASK_PRESETS["copy"]
+TASK_OPTIONS = ("min_len", "max_len", "num_symbols", "offset", "held_out_size", "min_year",
+                "max_year", "direction")
 
 
-def task_model_config(task, seed: int = 0, **overrides):
-    """The tuned TransformerConfig for ``task`` (pre-LN, no dropout: the toy tasks have
-    unlimited fresh data), with ``overrides`` (TransformerConfig fields, or ``layers``
-    for both stacks) applied. Vocabulary sizes and max_len come from the task."""
-    preset = dict(TASK_PRESETS.get(task.name, _GENERIC_PRESET)["model"])
-    layers = overrides.pop("layers", preset.pop("layers"))
-    kw = {"d_model": preset["d_model"], "n_heads": preset["n_heads"], "d_ff": preset["d_ff"],
-          "n_encoder_layers": layers, "n_decoder_layers": layers, "dropout": 0.0,
-          "norm_first": True, "activation": "gelu", "seed": seed}
-    kw.update(overrides)
-    longest = max(task.max_src_len, task.max_tgt_len)
-    kw.setdefault("max_len", longest + 8)  # a little room for decoding past the target
-    return TransformerConfig(task.vocab_size, task.vocab_size, **kw)
+@dataclass(kw_only=True)
+class TaskTrainConfig(RunConfig):
+    """A toy-task run. ``task``: copy, reverse, shift, dates or numbers. Fields left at None
+    take the task's preset (``TASK_PRESETS``); ``target=0`` never stops early. The task's
+    own options (None: the task's default): ``min_len``, ``max_len``, ``num_symbols``
+    (copy/reverse/shift), ``offset`` (shift), ``min_year``, ``max_year`` (dates),
+    ``direction`` (numbers), ``held_out_size`` (all). ``n_encoder_layers`` /
+    ``n_decoder_layers``: None = ``n_layers``. ``eval_quick``: decode only this many held-out
+    sequences per evaluation until they reach the target, then all of them. The model is
+    pre-LN without dropout by default: a toy task has unlimited fresh data."""
+
+    task: str = "copy"
+    min_len: int | None = None
+    max_len: int | None = None
+    num_symbols: int | None = None
+    offset: int | None = None
+    held_out_size: int | None = None
+    min_year: int | None = None
+    max_year: int | None = None
+    direction: str | None = None
+    d_model: int | None = None
+    n_heads: int | None = None
+    n_layers: int | None = None
+    n_encoder_layers: int | None = None
+    n_decoder_layers: int | None = None
+    d_ff: int | None = None
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    warmup: int | None = None
+    eval_every: int | None = None
+    target: float | None = None
+    eval_quick: int = 200
+
+    def __post_init__(self):
+        from ..data.tasks import TASKS
+
+        self._chosen = self.given()
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        for name, value in TASK_PRESETS.get(self.task, TASK_PRESETS["copy"]).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.target == 0:
+            self.target = None
+        super().__post_init__()
+
+    def task_options(self) -> dict:
+        """The options given for the task (``get_task(task, **options)``)."""
+        return {k: getattr(self, k) for k in TASK_OPTIONS if getattr(self, k) is not None}
+
+    def model_config(self, task) -> TransformerConfig:
+        """The encoder–decoder for ``task``: its vocabulary, positions for its longest
+        sequence plus room to decode past it, and this config's sizes."""
+        longest = max(task.max_src_len, task.max_tgt_len)
+        return TransformerConfig(
+            task.vocab_size, task.vocab_size, d_model=self.d_model, n_heads=self.n_heads,
+            d_ff=self.ff_width, n_encoder_layers=self.n_encoder_layers or self.n_layers,
+            n_decoder_layers=self.n_decoder_layers or self.n_layers, dropout=self.dropout,
+            max_len=longest + 8, activation=self.activation, norm_first=self.norm == "pre",
+            tie_embeddings=self.tie_embeddings, seed=self.seed)
 
 
-def task_train_config(task_name: str, **overrides) -> TrainConfig:
-    """The tuned TrainConfig for a built-in task, with ``overrides`` applied."""
-    return TrainConfig(**{**TASK_PRESETS.get(task_name, _GENERIC_PRESET)["train"], **overrides})
+@dataclass
+class _TaskJob:
+    trainer: Trainer
+    task: object
+    evaluator: Seq2SeqEvaluator
 
 
-def make_task_trainer(task, model=None, config: TrainConfig | None = None, *, out_dir=None,
-                      progress=True, quick: int | None = 200, seed: int = 0,
-                      parallel=None, threads: int | None = None) -> Trainer:
-    """A Trainer for a toy task: batches ``task.batch(rng, config.batch_size)``, evaluation
-    on ``task.held_out()`` (``trainer.evaluator``), the task stored in every checkpoint.
-    ``parallel``: a ``training.distributed.DataParallel`` — each process then trains on its
-    share of every global batch (every process evaluates, so all stop at the same step).
-    ``threads``: the Trainer's (None: every core this process may use)."""
-    config = config if config is not None else task_train_config(task.name, seed=seed)
-    model = model if model is not None else Transformer(task_model_config(task, seed=seed))
-    bs = config.batch_size
-    evaluator = Seq2SeqEvaluator(task.held_out(), quick=quick, escalate_at=config.target)
-    def batch_fn(rng, step):
-        return task.batch(rng, bs)
+class _TaskKind(Kind):
+    name = "train"
 
-    step_fn = None
-    if parallel is not None:
-        batch_fn, step_fn = parallel.shard(batch_fn), parallel.wrap(seq2seq_step)
-    trainer = Trainer(model, batch_fn, config, step_fn=step_fn, evaluate=evaluator,
-                      out_dir=out_dir, progress=progress, extra_state={"task": task.to_dict()},
-                      threads=threads)
-    trainer.evaluator = evaluator
-    return trainer
+    def build(self, cfg: TaskTrainConfig, parallel, state) -> _TaskJob:
+        try:
+            task = get_task(cfg.task, **cfg.task_options())
+        except TypeError as e:
+            raise ValueError(f"task {cfg.task!r}: {e}") from None
+        model = Transformer(cfg.model_config(task))
+        check_batch_fits(model.config, cfg.batch_size, model.config.max_len)
+        evaluator = Seq2SeqEvaluator(task.held_out(), quick=cfg.eval_quick,
+                                     escalate_at=cfg.target)
+        bs = cfg.batch_size
+
+        def batch_fn(rng, step):
+            return task.batch(rng, bs)
+
+        step_fn = None
+        if parallel is not None:  # every process evaluates: all stop at the same step
+            batch_fn, step_fn = parallel.shard(batch_fn), parallel.wrap(seq2seq_step)
+        out = run_dir(cfg, parallel)
+        trainer = Trainer(model, batch_fn, cfg, step_fn=step_fn, evaluate=evaluator,
+                          out_dir=out, progress=cfg.progress if out or parallel is None else False,
+                          extra_state={"task": task.to_dict(), "run_config": cfg.to_dict()},
+                          threads=cfg.threads)
+        return _TaskJob(trainer, task, evaluator)
+
+    def finish(self, cfg, job: _TaskJob, result, t0) -> RunResult:
+        """The final numbers, over the whole held-out set and measured in this call (never
+        a resumed run's stored evaluation, never the quick subset); saved with the run."""
+        import time
+
+        trainer = job.trainer
+        final = trainer.last_eval
+        if trainer.last_eval_step != trainer.step or final.get("n") != len(job.evaluator.pairs):
+            final = job.evaluator.evaluate(trainer.model)
+            trainer.last_eval, trainer.last_eval_step = final, trainer.step
+            if trainer.out_dir:
+                trainer.save(f"{trainer.out_dir}/checkpoint.safetensors")
+        return RunResult(trainer.model, cfg, result.step, result.stop_reason,
+                         result.train_time_s, time.perf_counter() - t0, final,
+                         trainer.out_dir, trainer, {"task": job.task})
 
 
-def train_task(name: str, *, out_dir=None, progress=True, seed: int = 0, task_options=None,
-               model_overrides=None, **train_overrides):
-    """Train a toy task end to end; returns ``(trainer, result, final_metrics, task)``, where
-    ``final_metrics`` are over the task's whole held-out set (1,000 sequences by default)."""
-    task = get_task(name, **(task_options or {}))
-    model = Transformer(task_model_config(task, seed=seed, **(model_overrides or {})))
-    config = task_train_config(name, seed=seed, **train_overrides)
-    trainer = make_task_trainer(task, model, config, out_dir=out_dir, progress=progress)
-    result = trainer.fit()
-    final = trainer.last_eval
-    if final.get("n") != len(trainer.evaluator.pairs):
-        final = trainer.evaluator.evaluate(model)
-        trainer.last_eval = final
-        if out_dir:  # the checkpoint carries the final numbers too
-            trainer.save(os.path.join(out_dir, "checkpoint.safetensors"))
-    return trainer, result, final, task
+def train_task(cfg: TaskTrainConfig | None = None, **fields) -> RunResult:
+    """Train an encoder–decoder on a toy task as ``cfg`` says (or ``TaskTrainConfig(**fields)``);
+    ``result.metrics`` holds the final held-out loss, token accuracy and exact match."""
+    cfg = cfg if cfg is not None else TaskTrainConfig(**fields)
+    return run(cfg, _TaskKind())

@@ -115,7 +115,8 @@ class TrainConfig:
     lr is the *peak* learning rate: ``cosine`` warms up linearly for ``warmup`` steps then
     decays to ``lr · min_lr_ratio`` at ``steps``; ``noam`` is the paper's schedule
     ``lr · min(step/warmup, √(warmup/step))``; ``constant`` warms up then stays at lr.
-    ``target``: stop as soon as the evaluation metric ``target_metric`` reaches it.
+    ``target``: stop as soon as the evaluation metric ``target_metric`` reaches it (>= for an
+    accuracy; <= for a metric whose name ends in "loss", e.g. ``val_loss``).
     ``checkpoint_every`` (0 = only at the end) and the metrics file need an ``out_dir``.
     """
 
@@ -158,8 +159,25 @@ class TrainConfig:
             raise ValueError(f"clip_norm must be positive or None, got {self.clip_norm!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        if self.target is not None and not 0.0 < self.target <= 1.0:
+        if self.target is not None and self.lower_is_better:
+            if not (isinstance(self.target, (int, float)) and math.isfinite(self.target)
+                    and self.target > 0):
+                raise ValueError(f"target must be a positive loss or None, got {self.target!r}")
+        elif self.target is not None and not 0.0 < self.target <= 1.0:
             raise ValueError(f"target must be in (0, 1] or None, got {self.target!r}")
+
+    @property
+    def lower_is_better(self) -> bool:
+        """True when ``target_metric`` is a loss (stop once it is <= target), False for an
+        accuracy (stop once it is >= target)."""
+        return self.target_metric.endswith("loss")
+
+    def reached(self, metrics: dict) -> bool:
+        """Whether ``metrics`` reach ``target`` (False without a target or the metric)."""
+        if self.target is None or self.target_metric not in metrics:
+            return False
+        value = metrics[self.target_metric]
+        return value <= self.target if self.lower_is_better else value >= self.target
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -237,6 +255,28 @@ def default_step_fn(model) -> Callable:
     return seq2seq_step if hasattr(model, "encode") else lm_step
 
 
+class _Window:
+    """The training records' running window: mean loss and tokens/s since the last record."""
+
+    def __init__(self, t_start: float):
+        self.t_start = self.t0 = t_start
+        self.loss, self.tokens, self.n = 0.0, 0, 0
+        self.last_loss = float("nan")
+
+    def add(self, loss: float, n_tokens: int) -> None:
+        self.loss, self.tokens, self.n = self.loss + loss, self.tokens + n_tokens, self.n + 1
+
+    def record(self, step: int, lr: float, grad_norm: float) -> dict:
+        now = time.perf_counter()
+        rec = {"kind": "train", "step": step, "loss": self.loss / self.n, "lr": lr,
+               "grad_norm": grad_norm, "tokens_per_s": self.tokens / max(now - self.t0, 1e-9),
+               "time_s": now - self.t_start}
+        self.steps_in_record = self.n
+        self.last_loss = rec["loss"]
+        self.loss, self.tokens, self.n, self.t0 = 0.0, 0, 0, now
+        return rec
+
+
 # ---- the trainer ------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
@@ -301,76 +341,73 @@ class Trainer:
     # -- the loop
     def fit(self, until: int | None = None) -> TrainResult:
         """Train from ``self.step`` to ``until`` (default ``config.steps``) or the target."""
-        cfg, model, opt = self.config, self.model, self.optimizer
+        cfg = self.config
         end = cfg.steps if until is None else min(int(until), cfg.steps)
         if self.out_dir:
             os.makedirs(self.out_dir, exist_ok=True)
             if self.step == 0:  # a fresh run starts a fresh log
                 open(os.path.join(self.out_dir, "metrics.jsonl"), "w").close()
-        model.train()
-        limiter = pool.threads(self.threads)
-        bar = Progress(self.progress, cfg.steps, self.step)
+        self.model.train()
         t_start = time.perf_counter()
-        win_loss, win_tok, win_n, win_t0 = 0.0, 0, 0, time.perf_counter()
         stop = "steps" if end == cfg.steps else "until"
-        last_loss = float("nan")
         evals_before = self.last_eval_step
-        signals = _StopSignals()
-        try:
-            signals.__enter__()
+        self._window = _Window(t_start)
+        with pool.threads(self.threads), _StopSignals() as signals, \
+                Progress(self.progress, cfg.steps, self.step) as bar:
             while self.step < end and signals.signum is None:
-                step = self.step + 1
-                batch = self.batch_fn(self.rng, step)
-                opt.zero_grad()
-                loss, n_tok = self.step_fn(model, batch, self.criterion)
-                if not math.isfinite(loss):
-                    self._diverged(f"loss became {loss} at step {step}", step)
-                norm = clip_grad_norm(self.params, cfg.clip_norm or math.inf)  # inf: measure only
-                if not math.isfinite(norm):
-                    self._diverged(f"gradient norm became {norm} at step {step} "
-                                   f"(loss {loss:.4g})", step)
-                for m in self.monitors:
-                    if hasattr(m, "before_update"):
-                        m.before_update(self, step)
-                opt.lr = self.schedule(step)
-                opt.step()
-                self.step = step
-                for m in self.monitors:
-                    if hasattr(m, "after_update"):
-                        m.after_update(self, step, loss)
-                win_loss, win_tok, win_n = win_loss + loss, win_tok + n_tok, win_n + 1
-                if step % cfg.log_every == 0 or step == end:
-                    now = time.perf_counter()
-                    rec = {"kind": "train", "step": step, "loss": win_loss / win_n,
-                           "lr": opt.lr, "grad_norm": norm,
-                           "tokens_per_s": win_tok / max(now - win_t0, 1e-9),
-                           "time_s": now - t_start}
-                    last_loss = rec["loss"]
-                    self.record(rec)
-                    bar.update(step, win_n, rec)
-                    win_loss, win_tok, win_n, win_t0 = 0.0, 0, 0, now
-                at_end = step == end
-                if self.evaluate is not None and cfg.eval_every and (
-                        step % cfg.eval_every == 0 or at_end):
-                    metrics = self.run_eval()
-                    bar.write(f"step {step:>6}  eval  {format_metrics(metrics)}")
-                    win_t0 = time.perf_counter()  # tokens/s counts training time only
-                    if cfg.target is not None and metrics.get(cfg.target_metric, -1) >= cfg.target:
-                        stop = "target"
-                        break
-                if self.out_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                self.train_step(self.step + 1, end, bar)
+                if self._evaluate_now(end, bar) and cfg.reached(self.last_eval):
+                    stop = "target"
+                    break
+                if self.out_dir and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save(os.path.join(self.out_dir, "checkpoint.safetensors"))
             if signals.signum is not None:
                 self._interrupted(signals.signum)
-        finally:
-            signals.__exit__()
-            bar.close()
-            limiter.restore()
         if self.out_dir:
             self.save(os.path.join(self.out_dir, "checkpoint.safetensors"))
         measured = self.last_eval_step is not None and self.last_eval_step != evals_before
-        return TrainResult(self.step, stop, time.perf_counter() - t_start, last_loss,
+        return TrainResult(self.step, stop, time.perf_counter() - t_start, self._window.last_loss,
                            dict(self.last_eval) if measured else {}, list(self.history))
+
+    def train_step(self, step: int, end: int, bar=None) -> float:
+        """One optimizer step (batch → forward/backward → clip → monitors → update); logs
+        the window's mean loss every ``log_every`` steps. Returns the step's loss."""
+        cfg, opt = self.config, self.optimizer
+        batch = self.batch_fn(self.rng, step)
+        opt.zero_grad()
+        loss, n_tok = self.step_fn(self.model, batch, self.criterion)
+        if not math.isfinite(loss):
+            self._diverged(f"loss became {loss} at step {step}", step)
+        norm = clip_grad_norm(self.params, cfg.clip_norm or math.inf)  # inf: measure only
+        if not math.isfinite(norm):
+            self._diverged(f"gradient norm became {norm} at step {step} (loss {loss:.4g})", step)
+        for m in self.monitors:
+            if hasattr(m, "before_update"):
+                m.before_update(self, step)
+        opt.lr = self.schedule(step)
+        opt.step()
+        self.step = step
+        for m in self.monitors:
+            if hasattr(m, "after_update"):
+                m.after_update(self, step, loss)
+        w = self._window
+        w.add(loss, n_tok)
+        if step % cfg.log_every == 0 or step == end:
+            rec = w.record(step, opt.lr, norm)
+            self.record(rec)
+            if bar is not None:
+                bar.update(step, w.steps_in_record, rec)
+        return loss
+
+    def _evaluate_now(self, end: int, bar) -> bool:
+        """Evaluate when ``eval_every`` says so (and at the last step); True if it ran."""
+        cfg, step = self.config, self.step
+        if self.evaluate is None or not cfg.eval_every or (step % cfg.eval_every and step != end):
+            return False
+        metrics = self.run_eval()
+        bar.write(f"step {step:>6}  eval  {format_metrics(metrics)}")
+        self._window.t0 = time.perf_counter()  # tokens/s counts training time only
+        return True
 
     def _interrupted(self, signum: int):
         """Save the checkpoint at the current step, then raise TrainingInterrupted."""

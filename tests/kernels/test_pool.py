@@ -105,13 +105,16 @@ def test_default_threads_from_the_environment(monkeypatch):
     assert pool.default_threads() == 1
 
 
-def test_kept_limiter_restores_once():
+def test_threads_change_nothing_until_entered_and_enter_once():
     before = pool.num_threads()
-    limiter = pool.threads(2)
-    assert pool.num_threads() == 2
-    limiter.restore()
-    limiter.restore()
+    limit = pool.threads(2)
     assert pool.num_threads() == before
+    with limit:
+        assert pool.num_threads() == 2
+    assert pool.num_threads() == before
+    with pytest.raises(RuntimeError, match="entered once"):
+        with limit:
+            pass
 
 
 def test_training_step_same_on_one_thread_and_three(make_transformer):
