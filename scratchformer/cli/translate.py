@@ -55,20 +55,7 @@ def register(subparsers) -> None:
         epilog="examples:\n  scratchformer translate-train --corpus bible-en-es --out runs/translate\n"
                "  scratchformer translate-train --out runs/translate --resume\n"
                "  scratchformer translate-train --pairs my.tsv --steps 600 --out runs/mine")
-    d = t.add_argument_group("data and tokenizer (one of --corpus, --pairs; not with --resume)")
-    flag(d, C, "corpus", "KJV (1611/1769) → Reina-Valera 1909, split by book "
-                         "(apt-get install sword-text-kjv sword-text-sparv)",
-         choices=["bible-en-es"])
-    flag(d, C, "pairs", "your own source<TAB>target file", type=path_arg, metavar="FILE")
-    d.add_argument("--reverse", action="store_true", default=None,
-                   help="translate target→source instead")
-    flag(d, C, "val_frac", "--pairs: validation share", type=probability)
-    flag(d, C, "test_frac", "--pairs: test share", type=probability)
-    flag(d, C, "vocab_size", "joint BPE vocabulary size", type=positive_int)
-    flag(d, C, "max_len", "drop training pairs longer than this many tokens (either side)",
-         type=positive_int)
-    flag(d, C, "max_tokens", "a batch's token budget: B · max(S, T) ≤ this (B varies with "
-                             "the length)", type=positive_int)
+    _add_data_flags(t, C)
     add_model_flags(t, C, encdec=True)
     add_optim_flags(t, C, schedule=False)
     for action in t._actions:
@@ -100,6 +87,23 @@ def register(subparsers) -> None:
     s.add_argument("--threads", type=threads, default=None,
                    help="threads (default: every core, at most 8; 1: one thread)")
     s.set_defaults(func=translate_command)
+
+
+def _add_data_flags(t, C) -> None:
+    d = t.add_argument_group("data and tokenizer (one of --corpus, --pairs; not with --resume)")
+    flag(d, C, "corpus", "KJV (1611/1769) → Reina-Valera 1909, split by book "
+                         "(apt-get install sword-text-kjv sword-text-sparv)",
+         choices=["bible-en-es"])
+    flag(d, C, "pairs", "your own source<TAB>target file", type=path_arg, metavar="FILE")
+    d.add_argument("--reverse", action="store_true", default=None,
+                   help="translate target→source instead")
+    flag(d, C, "val_frac", "--pairs: validation share", type=probability)
+    flag(d, C, "test_frac", "--pairs: test share", type=probability)
+    flag(d, C, "vocab_size", "joint BPE vocabulary size", type=positive_int)
+    flag(d, C, "max_len", "drop training pairs longer than this many tokens (either side)",
+         type=positive_int)
+    flag(d, C, "max_tokens", "a batch's token budget: B · max(S, T) ≤ this (B varies with "
+                             "the length)", type=positive_int)
 
 
 # ---- translate-train ----------------------------------------------------------------------

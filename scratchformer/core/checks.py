@@ -17,7 +17,7 @@ def check_real(name: str, value, low: float = -math.inf, high: float = math.inf,
                low_open: bool = False, high_open: bool = False, allow_inf: bool = False) -> float:
     """``value`` as a Python float, or an error naming ``name``, the allowed range and the value."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+        raise WrongType(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     v = float(value)
     bad = (math.isnan(v) or (math.isinf(v) and not allow_inf) or v < low or v > high
            or (low_open and v == low) or (high_open and v == high))
@@ -31,6 +31,11 @@ def check_real(name: str, value, low: float = -math.inf, high: float = math.inf,
     return v
 
 
+class WrongType(TypeError, ValueError):
+    """A value of the wrong type (a str where a number goes, a bool where an int goes): both a
+    TypeError and a ValueError, so a config's "invalid value → ValueError" holds too."""
+
+
 def is_int(value) -> bool:
     """True for a Python or NumPy integer, False for anything else (``True``/``False`` too)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
@@ -38,10 +43,10 @@ def is_int(value) -> bool:
 
 def check_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
     """``value`` as a Python int in [``low``, ``high``] (None: unbounded on that side), or an
-    error naming ``name``, the allowed range and the value: ``ValueError("steps must be an
-    integer >= 1, got 0")``; a bool or a non-integer is a TypeError."""
+    error naming ``name``, the allowed range and the value: ``ValueError("steps must be >= 1,
+    got 0")``; a bool or a non-integer is a ``WrongType`` (a TypeError and a ValueError)."""
     if not is_int(value):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        raise WrongType(f"{name} must be an int, got {value!r} ({type(value).__name__})")
     if (low is not None and value < low) or (high is not None and value > high):
         if high is None:
             rng = f">= {low}"
@@ -49,7 +54,7 @@ def check_int(name: str, value, low: int | None = None, high: int | None = None)
             rng = f"<= {high}"
         else:
             rng = f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be an integer {rng}, got {value}")
+        raise ValueError(f"{name} must be {rng}, got {value}")
     return int(value)
 
 

@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.checks import check_int
+
 from .taskbase import Task, check_option, member
 from .vocab import Vocab
 
@@ -99,11 +101,7 @@ _ES_1000 = [_es_below_1000(n) for n in range(1000)]
 
 
 def _check_number(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"number must be an int, got {n!r}")
-    if not 0 <= n <= MAX_NUMBER:
-        raise ValueError(f"number must be in [0, {MAX_NUMBER}], got {n}")
-    return int(n)
+    return check_int("number", n, 0, MAX_NUMBER)
 
 
 def english_tokens(n: int) -> list[str]:

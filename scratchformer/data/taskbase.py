@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..core.checks import check_int
+
 from .vocab import BOS, EOS, PAD, Vocab
 
 Pair = tuple[list[int], list[int]]
@@ -62,12 +64,8 @@ def member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
 
 
 def check_option(task: str, name: str, value, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{task} option {name} must be an int, got {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"{task} option {name} must be {rng}, got {value}")
-    return int(value)
+    """A task's integer option in [lo, hi], or an error naming the task and the option."""
+    return check_int(f"{task} option {name}", value, lo, hi)
 
 
 class Task:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..core.checks import check_int
 from ..core.tokens import BOS, EOS
 from .models import causal_mask, check_tokens
 
@@ -21,8 +22,7 @@ from .models import causal_mask, check_tokens
 @torch.no_grad()
 def greedy_decode(model, src, max_len: int, bos_id: int = BOS, eos_id: int = EOS) -> np.ndarray:
     """src (B, S) → generated tokens (B, ≤max_len) as a NumPy int64 array (argmax each step)."""
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"max_len must be a positive integer, got {max_len!r}")
+    check_int("max_len", max_len, 1)
     cfg = model.config
     if max_len > cfg.max_len:  # the last step feeds BOS + max_len - 1 tokens
         raise ValueError(f"max_len must be in [1, {cfg.max_len}] (the model's max_len), got {max_len}")

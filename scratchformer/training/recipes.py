@@ -111,8 +111,10 @@ TASK_PRESETS = {
     "numbers": {"d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": 2, "steps": 3000,
                 "batch_size": 128, "lr": 3e-3, "warmup": 100, "eval_every": 50, "target": 0.99},
 }
-TASK_OPTIONS = ("min_len", "max_len", "num_symbols", "offset", "held_out_size", "min_year",
-                "max_year", "direction")
+_SEQ = ("copy", "reverse", "shift")
+TASK_OPTIONS = {"min_len": _SEQ, "max_len": _SEQ, "num_symbols": _SEQ, "offset": ("shift",),
+                "held_out_size": tuple(TASK_PRESETS), "min_year": ("dates",),
+                "max_year": ("dates",), "direction": ("numbers",)}  # option → the tasks it fits
 
 
 @dataclass(kw_only=True)
@@ -160,6 +162,10 @@ class TaskTrainConfig(RunConfig):
                 setattr(self, name, value)
         if self.target == 0:
             self.target = None
+        for name, value in self.task_options().items():
+            if self.task not in TASK_OPTIONS[name]:
+                raise ValueError(f"{name} applies to task {' / '.join(TASK_OPTIONS[name])}, "
+                                 f"not {self.task!r}")
         super().__post_init__()
 
     def task_options(self) -> dict:

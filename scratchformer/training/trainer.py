@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from ..core.checks import check_int
 from ..core.loss import CrossEntropyLoss
 from ..kernels import pool
 from .checkpoint import load, save
@@ -191,8 +192,7 @@ class TrainConfig:
 
 
 def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    check_int(name, value, low)
 
 
 OPTIMIZERS = {"adam": Adam, "adamw": AdamW, "sgd": SGD}

@@ -31,6 +31,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+from ..core.checks import check_int
 from ..core.tokens import BOS, EOS, PAD
 
 UNK = 3  # after the three specials every vocabulary shares
@@ -106,8 +107,7 @@ class BPETokenizer:
         best pair is found with a lazy max-heap; ties go to the lexicographically smallest
         pair, so training is deterministic.
         """
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 5:
-            raise ValueError(f"vocab_size must be an integer >= 5, got {vocab_size!r}")
+        check_int("vocab_size", vocab_size, 5)
         freq = Counter(p for t in texts for p in pretokenize(t))
         if not freq:
             raise ValueError("texts must contain at least one non-blank text")

@@ -67,7 +67,7 @@ def test_bpe_specials_and_unknown_characters():
     assert tok.decode([tok.encode("luz")[0], tok.eos_id, 5]) == tok.decode(tok.encode("luz")[:1])
     with pytest.raises(ValueError, match="token id 999 at position 0 out of range"):
         tok.decode([999])
-    with pytest.raises(ValueError, match="vocab_size must be an integer >= 5"):
+    with pytest.raises(ValueError, match="vocab_size must be >= 5"):
         BPETokenizer.train(TEXTS, vocab_size=2)
     with pytest.raises(ValueError, match="type 'bpe'"):
         BPETokenizer.from_dict({"symbols": []})
@@ -192,7 +192,7 @@ def test_baselines_score_on_the_fixture():
 
 # ---- command line -------------------------------------------------------------------------------
 SMALL = ["--pairs", FIXTURE, "--vocab-size", "120", "--d-model", "32", "--d-ff", "64",
-         "--n-heads", "2", "--layers", "1", "--warmup", "5", "--eval-every", "10",
+         "--n-heads", "2", "--n-layers", "1", "--warmup", "5", "--eval-every", "10",
          "--eval-decode", "4", "--max-tokens", "64", "--no-progress",
          "--val-frac", "0.1", "--test-frac", "0.1", "--checkpoint-every", "5"]
 
@@ -271,8 +271,15 @@ def test_register_adds_both_commands_to_a_parser():
     assert args.func is cli.translate.translate_command and args.beam == 5
     args = parser.parse_args(["translate-train", "--corpus", "bible-en-es"])
     assert args.func is cli.translate.train_command and args.pairs is None
-    with pytest.raises(SystemExit):
-        parser.parse_args(["translate-train", "--corpus", "bible-en-es", "--pairs", "x.tsv"])
+
+
+def test_corpus_and_pairs_together_are_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["translate-train", "--corpus", "bible-en-es", "--pairs", FIXTURE,
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--corpus" in err and "--pairs" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
 
 
 def test_main_cli_loads_the_translate_plugin(tmp_path, capsys):
