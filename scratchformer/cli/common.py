@@ -210,13 +210,15 @@ def add_model_flags(p, cls, *, encdec: bool = False, preset: str | None = None):
     return g
 
 
-def add_optim_flags(p, cls, *, preset: str | None = None, schedule: bool = True):
+def add_optim_flags(p, cls, *, preset: str | None = None, schedule: bool = True,
+                    batch: bool = True):
     """--steps --batch-size --lr --warmup [--schedule --optimizer] --min-lr-ratio --betas
     --weight-decay --clip-norm --label-smoothing --seed."""
     g = p.add_argument_group("optimization")
     flag(g, cls, "steps", "optimizer steps in all (with --resume: up to this many in all)",
          preset=preset, type=positive_int)
-    flag(g, cls, "batch_size", "sequences per step", preset=preset, type=positive_int)
+    if batch:  # translate-train's batches are token budgets instead (--max-tokens)
+        flag(g, cls, "batch_size", "sequences per step", preset=preset, type=positive_int)
     flag(g, cls, "lr", "peak learning rate", preset=preset, type=positive_float)
     flag(g, cls, "warmup", "linear warm-up steps", preset=preset, type=non_negative_int)
     if schedule:

@@ -57,7 +57,7 @@ def register(subparsers) -> None:
                "  scratchformer translate-train --pairs my.tsv --steps 600 --out runs/mine")
     _add_data_flags(t, C)
     add_model_flags(t, C, encdec=True)
-    add_optim_flags(t, C, schedule=False)
+    add_optim_flags(t, C, schedule=False, batch=False)
     for action in t._actions:
         if action.dest == "steps":
             action.help = ("optimizer steps in all (default: 2400 for the Bible — the "
