@@ -29,7 +29,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench_step import CONFIGS, describe, machine_info, numpy_setup, timed  # noqa: E402
+from bench_step import CONFIGS, numpy_setup, timed  # noqa: E402
+from machine import describe, machine_info  # noqa: E402
 
 
 def import_revision(rev: str, folder: str, name: str = "sf_before"):

@@ -10,7 +10,12 @@ rest (``--settle``) and one untimed step, so that neither side's spinning idle t
 steal the cores from the other. Prints the median ms/step, the ratio NumPy/torch, and the
 GFLOP/s NumPy achieves against this machine's measured sgemm peak.
 
+``--isolate`` goes further: each side runs in its own process (this script again, with
+``--only numpy|nn|twin --json FILE``: the same timing loop), ``--rounds`` processes per side
+and config in alternating order, so one library's threads never live beside the other's.
+
     python benchmarks/bench_step.py                 # toy, small and char-gpt
+    python benchmarks/bench_step.py --isolate       # each side in its own process
     python benchmarks/bench_step.py --configs small --steps 30 --profile
     python benchmarks/bench_step.py --json results.json   # the table and the machine, as JSON
 
@@ -24,13 +29,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import importlib
+import importlib.util
 import io
 import json
 import math
 import os
-import platform
 import pstats
+import subprocess
 import sys
 import time
 import warnings
@@ -41,6 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import scratchformer as sf  # noqa: E402
 from scratchformer.kernels import pool  # noqa: E402
+from machine import describe, machine_info, sgemm_peak  # noqa: E402
 
 CONFIGS = {
     "toy": dict(vocab=13, d_model=64, n_heads=4, d_ff=256, layers=2, batch=64, length=12),
@@ -187,41 +193,6 @@ def twin_setup(c, seed=0):
     return step
 
 
-def sgemm_peak(threads: int) -> float:
-    """Best GFLOP/s of a 1024³ float32 matmul on this machine, with this many threads."""
-    a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - t)
-    return 2 * 1024 ** 3 / best / 1e9
-
-
-def machine_info() -> dict:
-    """The machine a table was measured on: CPU model, cores, BLAS library and kernel."""
-    from threadpoolctl import threadpool_info
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    blas = [{k: b.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
-            for b in threadpool_info() if b.get("user_api") == "blas"]
-    return {"cpu": cpu, "cores": os.cpu_count(), "blas": blas, "python": platform.python_version(),
-            "numpy": np.__version__,
-            "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}}
-
-
-def describe(m: dict) -> str:
-    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})" for b in m["blas"])
-    env = "".join(f", {k}={v}" for k, v in m["env"].items())
-    return f"machine: {m['cpu']}, {m['cores']} cores, BLAS {blas or 'unknown'}, python {m['python']}{env}"
-
-
 def timed(step, prof, settle: float, block: int) -> list[float]:
     """Seconds of each of ``block`` back-to-back ``step()`` calls, after ``settle`` seconds of
     rest and one untimed step.
@@ -250,7 +221,152 @@ def median_ms(times):
     return 1e3 * float(np.median(times))
 
 
-def main(argv=None):
+SETUPS = {"numpy": numpy_setup, "nn": torch_setup, "twin": twin_setup}  # the three sides
+
+
+def time_sides(c, sides, args, prof=None) -> dict:
+    """{side: seconds of each timed step} for config ``c``, every side in this process:
+    ``args.warmup`` untimed steps each, then blocks of ``args.block`` steps, the sides
+    taking turns (``timed``: a rest, one untimed step, the block). No torch.nn reference
+    for the GPT config. ``prof`` (cProfile) records the NumPy steps."""
+    steps = {s: SETUPS[s](c) for s in sides if not (s == "nn" and c.get("kind") == "gpt")}
+    for _ in range(args.warmup):
+        for step in steps.values():
+            step()
+    times = {s: [] for s in steps}
+    for _ in range(math.ceil(args.steps / args.block)):
+        for s, step in steps.items():
+            times[s] += timed(step, prof if s == "numpy" else None, args.settle, args.block)
+    return times
+
+
+def row(name: str, times: dict, peak: float) -> dict:
+    """The table row of one config from ``times`` ({side: seconds}): medians and ratios."""
+    c = CONFIGS[name]
+    ms = {s: median_ms(times[s]) if times.get(s) else float("nan") for s in SETUPS}
+    gflops = step_flops(c) / (ms["numpy"] / 1e3) / 1e9
+    return {"config": name, **c, "numpy_ms": ms["numpy"], "torch_ms": ms["nn"],
+            "numpy_over_torch": ms["numpy"] / ms["nn"], "numpy_gflops": gflops,
+            "percent_of_sgemm_peak": 100 * gflops / peak, "twin_ms": ms["twin"],
+            "numpy_over_twin": ms["numpy"] / ms["twin"], "times_s": times}
+
+
+HEADER = (f"{'config':8s} {'numpy ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s} "
+          f"{'%peak':>6s} {'twin ms':>8s} {'np/twin':>7s}")
+
+
+def format_row(r: dict) -> str:
+    return (f"{r['config']:8s} {r['numpy_ms']:9.2f} {r['torch_ms']:9.2f} {r['numpy_over_torch']:6.2f}"
+            f" {r['numpy_gflops']:8.1f} {r['percent_of_sgemm_peak']:5.0f}% {r['twin_ms']:8.2f}"
+            f" {r['numpy_over_twin']:7.2f}")
+
+
+def print_profile(prof, file=None):
+    s = io.StringIO()
+    pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(25)
+    print(s.getvalue(), file=file)
+
+
+def run_here(args, sides) -> tuple[list, dict, float]:
+    """Every side in this process, printing each config's row as it is measured:
+    (rows, machine, sgemm peak). NumPy runs on its worker pool (``--threads`` workers,
+    each BLAS call on one thread) or, with --no-pool, on BLAS's own threads; torch's MKL
+    and OpenMP are not NumPy's BLAS: the pool's one-thread limit does not reach them."""
+    from threadpoolctl import threadpool_limits
+
+    if "nn" in sides or "twin" in sides:
+        import torch
+        torch.set_num_threads(args.threads)
+    rows = []
+    with threadpool_limits(limits=args.threads), contextlib.ExitStack() as stack:
+        machine = machine_info()  # no BLAS call in a torch-only process (--only nn|twin):
+        peak = sgemm_peak(args.threads) if "numpy" in sides else float("nan")
+        print(describe(machine))
+        print(f"NumPy: {'BLAS threads, no pool' if args.no_pool else 'worker pool, 1 BLAS thread each'}"
+              f"; threads={args.threads}  sgemm peak {peak:.1f} GFLOP/s  numpy {np.__version__}")
+        print(HEADER)
+        if "numpy" in sides and not args.no_pool:  # made here, inside threadpool_limits: its 1-BLAS-thread limit wins
+            stack.enter_context(pool.threads(args.threads))
+        for name in args.configs:
+            prof = cProfile.Profile() if args.profile and "numpy" in sides else None
+            rows.append(row(name, time_sides(CONFIGS[name], sides, args, prof), peak))
+            print(format_row(rows[-1]), flush=True)
+            if prof:
+                print_profile(prof)
+    return rows, machine, peak
+
+
+# ---- --isolate: each side in its own process ------------------------------------------------
+def child(args, side: str, name: str, steps: int, folder: str) -> dict:
+    """Run this script again for one side and one config (``--only SIDE --json FILE``):
+    the same ``time_sides``, in a process no other library's threads live in."""
+    out = os.path.join(folder, f"{side}-{name}.json")
+    cmd = [sys.executable, __file__, "--only", side, "--configs", name, "--steps", str(steps),
+           "--warmup", str(args.warmup), "--threads", str(args.threads), "--block", str(args.block),
+           "--settle", str(args.settle), "--json", out]
+    cmd += ["--no-pool"] * args.no_pool + ["--profile"] * (args.profile and side == "numpy")
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"bench_step: the {side} process failed on {name}:\n{done.stdout}{done.stderr}")
+    if args.profile and side == "numpy":
+        print(done.stdout)
+    with open(out, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def run_isolated(args, sides) -> tuple[list, dict, float]:
+    """Each side in its own process, ``--rounds`` rounds per config with the order reversed
+    every other round (numpy, nn, twin, then twin, nn, numpy), so a busy neighbour slows
+    all sides alike; the steps of all rounds pooled. (rows, machine, sgemm peak)."""
+    import tempfile
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=args.threads):
+        machine = machine_info()
+    peak = 0.0  # the best of the children's sgemm peaks (each measures its own)
+    per_round = math.ceil(args.steps / args.rounds)
+    measured = {}  # {config: {side: seconds of each step, all rounds}}
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.configs:
+            times = measured[name] = {}
+            for r in range(args.rounds):
+                for side in (sides if r % 2 == 0 else sides[::-1]):
+                    if side == "nn" and CONFIGS[name].get("kind") == "gpt":
+                        continue  # no torch.nn reference for the GPT
+                    got = child(args, side, name, per_round, folder)
+                    new = got["results"][0]["times_s"][side]
+                    times.setdefault(side, []).extend(new)
+                    machine["torch"] = machine["torch"] or got["machine"]["torch"]
+                    peak = max(peak, got["sgemm_peak_gflops"] or 0.0)
+                    print(f"  {name} round {r + 1}/{args.rounds} {side}: "
+                          f"{median_ms(new):.2f} ms", file=sys.stderr, flush=True)
+    rows = [row(name, times, peak) for name, times in measured.items()]
+    print(describe(machine))
+    print(f"each side in its own process, rounds={args.rounds} (order alternating); NumPy: "
+          f"{'BLAS threads, no pool' if args.no_pool else 'worker pool, 1 BLAS thread each'}"
+          f"; threads={args.threads}  sgemm peak {peak:.1f} GFLOP/s  numpy {np.__version__}")
+    print(HEADER)
+    for r in rows:
+        print(format_row(r))
+    return rows, machine, peak
+
+
+def write_json(args, rows, machine, peak):
+    def clean(v):  # NaN (a column not measured) → null: strict JSON
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+    out = {"machine": machine, "threads": args.threads, "numpy_pool": not args.no_pool,
+           "steps": args.steps, "isolated": args.isolate, "rounds": args.rounds if args.isolate else None,
+           "sgemm_peak_gflops": clean(peak), "results": [{k: clean(v) for k, v in r.items()} for r in rows]}
+    text = json.dumps(out, indent=2, allow_nan=False)
+    if args.json == "-":
+        print(text)
+    else:
+        with open(args.json, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+
+
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--steps", type=int, default=20, help="timed steps per side (default 20)")
@@ -264,84 +380,32 @@ def main(argv=None):
     ap.add_argument("--settle", type=float, default=0.2,
                     help="seconds of rest before each timed step, so the other side's spinning "
                          "threads are asleep (default 0.2)")
+    ap.add_argument("--isolate", action="store_true",
+                    help="each side in its own process (this script again, with --only)")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="with --isolate: processes per side and config, in alternating order (default 2)")
+    ap.add_argument("--only", choices=list(SETUPS), help="time this one side (numpy, nn or twin)")
     ap.add_argument("--profile", action="store_true", help="cProfile the NumPy steps, print the top 25")
     ap.add_argument("--json", metavar="PATH", help="also write the results and the machine as JSON "
                                                    "('-' for standard output)")
     args = ap.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0 or args.threads < 1 or args.settle < 0 or args.block < 1:
-        ap.error("--steps, --threads and --block must be >= 1, --warmup and --settle >= 0")
+    if min(args.steps, args.threads, args.block, args.rounds) < 1 or args.warmup < 0 or args.settle < 0:
+        ap.error("--steps, --threads, --block and --rounds must be >= 1, --warmup and --settle >= 0")
+    if args.isolate and args.only:
+        ap.error("--isolate runs every side in its own process; --only times one: choose one")
+    return args
 
-    from threadpoolctl import threadpool_limits
 
-    have_torch = False
-    if not args.no_torch:
-        try:
-            import torch
-            torch.set_num_threads(args.threads)
-            have_torch = True
-        except ImportError:
+def main(argv=None):
+    args = parse_args(argv)
+    sides = [args.only] if args.only else list(SETUPS)
+    if not args.only and (args.no_torch or importlib.util.find_spec("torch") is None):
+        if not args.no_torch:
             print("torch not installed: timing NumPy only")
-    rows = []
-    # NumPy's threads: the worker pool (``--threads`` workers, each BLAS call on one thread)
-    # or, with --no-pool, BLAS's own threads. torch's MKL and OpenMP are not NumPy's BLAS:
-    # the pool's one-thread limit does not reach them.
-    with threadpool_limits(limits=args.threads), contextlib.ExitStack() as stack:
-        machine = machine_info()
-        peak = sgemm_peak(args.threads)
-        print(describe(machine))
-        print(f"NumPy: {'BLAS threads, no pool' if args.no_pool else 'worker pool, 1 BLAS thread each'}")
-        print(f"threads={args.threads}  sgemm peak {peak:.1f} GFLOP/s  numpy {np.__version__}"
-              + (f"  torch {torch.__version__}" if have_torch else ""))
-        print(f"{'config':8s} {'numpy ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s} {'%peak':>6s}"
-              f" {'twin ms':>8s} {'np/twin':>7s}")
-        if not args.no_pool:  # made here, inside threadpool_limits: its 1-BLAS-thread limit wins
-            stack.enter_context(pool.threads(args.threads))
-        for name in args.configs:
-            c = CONFIGS[name]
-            np_step = numpy_setup(c)
-            is_gpt = c.get("kind") == "gpt"  # no nn.Transformer reference for the GPT
-            t_step = torch_setup(c) if have_torch and not is_gpt else None
-            w_step = twin_setup(c) if have_torch else None
-            for _ in range(args.warmup):
-                np_step()
-                if t_step:
-                    t_step()
-                if w_step:
-                    w_step()
-            tn, tt, tw = [], [], []
-            prof = cProfile.Profile() if args.profile else None
-            for _ in range(math.ceil(args.steps / args.block)):  # alternate blocks of steps
-                tn += timed(np_step, prof, args.settle, args.block)
-                if t_step:
-                    tt += timed(t_step, None, args.settle, args.block)
-                if w_step:
-                    tw += timed(w_step, None, args.settle, args.block)
-            ms_np = median_ms(tn)
-            gflops = step_flops(c) / (ms_np / 1e3) / 1e9
-            ms_t = median_ms(tt) if tt else float("nan")
-            ms_w = median_ms(tw) if tw else float("nan")
-            print(f"{name:8s} {ms_np:9.2f} {ms_t:9.2f} {ms_np / ms_t:6.2f} {gflops:8.1f} {100 * gflops / peak:5.0f}%"
-                  f" {ms_w:8.2f} {ms_np / ms_w:7.2f}")
-            rows.append({"config": name, **c, "numpy_ms": ms_np, "torch_ms": ms_t,
-                         "numpy_over_torch": ms_np / ms_t, "numpy_gflops": gflops,
-                         "percent_of_sgemm_peak": 100 * gflops / peak, "twin_ms": ms_w,
-                         "numpy_over_twin": ms_np / ms_w})
-            if prof:
-                s = io.StringIO()
-                pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(25)
-                print(s.getvalue())
+        sides = ["numpy"]
+    rows, machine, peak = (run_isolated if args.isolate else run_here)(args, sides)
     if args.json:
-        def clean(v):  # NaN (a column not measured) → null: strict JSON
-            return None if isinstance(v, float) and not math.isfinite(v) else v
-        out = {"machine": {**machine, "torch": torch.__version__ if have_torch else None},
-               "threads": args.threads, "numpy_pool": not args.no_pool, "steps": args.steps, "sgemm_peak_gflops": peak,
-               "results": [{k: clean(v) for k, v in r.items()} for r in rows]}
-        text = json.dumps(out, indent=2, allow_nan=False)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
+        write_json(args, rows, machine, peak)
 
 
 if __name__ == "__main__":
