@@ -18,8 +18,9 @@ ALLOWED = {
     "translation": {"training", "models", "core", "data"},
     "viz": {"training", "models", "core", "data"},
     "torch_port": {"training", "models", "core", "data"},
+    "interop": {"models", "core"},
     "cli": {"training", "models", "core", "kernels", "data", "translation", "viz", "torch_port",
-            "__init__"},  # the version string; kernels: the worker pool's thread count
+            "interop", "__init__"},  # the version string; kernels: the worker pool's thread count
     "__init__": {"core", "models", "training"},
     "__main__": {"cli"},
     "transformer_from_scratch_numpy": set(),

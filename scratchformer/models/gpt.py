@@ -1,24 +1,35 @@
-"""GPT: a decoder-only Transformer for (character-level) language modelling.
+"""GPT: a decoder-only Transformer for language modelling (characters, or GPT-2's BPE).
 
 Notation: B batch, T length, D d_model, H heads, V vocabulary, L layers.
 
-    x0     = dropout(√D · tok_embed(idx) + PE[0:T])          (B, T, D)
+    x0     = dropout(s · tok_embed(idx) + P[0:T])            (B, T, D)
     x_l    = block_l(x_{l-1}, causal mask)                    l = 1..L   (EncoderLayer)
     logits = lm_head(norm(x_L))                               (B, T, V)   (norm: pre-LN only)
 
+    s = √D when ``scale_embeddings`` (the default, as the encoder–decoder), 1 otherwise (GPT-2)
+    P = the sinusoidal table (``positions="sinusoidal"``, the default: a buffer, no key), or
+        a learned table ``pos_embed.weight`` (max_len, D) (``positions="learned"``: GPT-2's wpe)
+
 The blocks are the encoder–decoder's ``EncoderLayer`` with a causal mask — the same
-attention, LayerNorm and feed-forward code, not a copy. Embeddings follow the
-encoder–decoder exactly: scaled by √D, sinusoidal positions added (a buffer, no key),
-then dropout. ``lm_head`` is a Linear D → V **without bias** (as GPT-2/nanoGPT); with
-``tie_embeddings`` its weight *is* ``tok_embed.weight`` (one Parameter), so the state
-dict has no ``lm_head.*`` key at all, and ``lm_head.weight`` when untied.
+attention, LayerNorm and feed-forward code, not a copy. ``lm_head`` is a Linear D → V
+**without bias** (as GPT-2/nanoGPT); with ``tie_embeddings`` its weight *is*
+``tok_embed.weight`` (one Parameter), so the state dict has no ``lm_head.*`` key at all,
+and ``lm_head.weight`` when untied. With ``positions="learned", scale_embeddings=False``,
+pre-LN, GELU (tanh) and tied embeddings the GPT is GPT-2 (``scratchformer.interop`` loads
+its weights).
+
+Backward of the embedding: dP[0:T] += Σ_batch g (learned positions only; every sequence
+of the batch uses the same rows), dtok_embed[idx] += s · g.
 
 Generation keeps a KV cache per block, so each new token costs one position's work.
-Positions are absolute (sinusoidal), so when the context reaches ``max_len`` the window
-cannot slide one token at a time without recomputing every key: instead the context is
-re-started from its last ``max_len // 2`` tokens (one prefill), and decoding goes on
-from there. The uncached path crops its context by the very same rule, so the two give
-identical tokens — before and after ``max_len``. See ``context_start``.
+Positions are absolute (sinusoidal or learned: the table has ``max_len`` rows and none
+beyond), so when the context reaches ``max_len`` the window cannot slide one token at a
+time without recomputing every key: instead the context is re-started from its last
+``max_len // 2`` tokens (one prefill, at positions 0..), and decoding goes on from there.
+The uncached path crops its context by the very same rule, so the two give identical
+tokens — before and after ``max_len``, with either kind of positions. See
+``context_start``. (A GPT-2 loaded from Hugging Face thus generates past its 1,024
+positions, where ``transformers`` stops with an error.)
 """
 
 from __future__ import annotations
@@ -29,10 +40,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..core.attention import KVCache, attention_maps
+from ..core.checks import check_bool, check_choice
 from ..core.functional import causal_mask, softmax
-from ..core.layers import (Dropout, Embedding, LayerNorm, Linear, PositionalEncoding, embed_tokens,
-                           embed_tokens_backward)
-from ..core.module import Module, ModuleList
+from ..core.layers import Dropout, Embedding, LayerNorm, Linear, PositionalEncoding
+from ..core.module import Module, ModuleList, Parameter
 from ..core.tokens import check_token_range, check_tokens
 from .sizes import check_fits_memory, validate_sizes
 from .transformer import EncoderLayer, layer_shapes
@@ -43,7 +54,10 @@ class GPTConfig:
     """Sizes and switches of the GPT; invalid values raise ValueError naming the field.
 
     The defaults are a small character-level model (≈0.8 M parameters for V = 65)
-    that trains on a laptop CPU.
+    that trains on a laptop CPU. ``positions``: "sinusoidal" (a fixed table, no
+    parameter) or "learned" (``pos_embed.weight`` (max_len, D)); ``scale_embeddings``:
+    multiply the token embeddings by √D (True) or not (False, as GPT-2). A config saved
+    before these two fields existed loads with their defaults, i.e. the same model.
     """
 
     vocab_size: int
@@ -58,12 +72,14 @@ class GPTConfig:
     layer_norm_eps: float = 1e-5
     tie_embeddings: bool = True
     seed: int = 0
+    positions: str = "sinusoidal"
+    scale_embeddings: bool = True
 
     def __post_init__(self):
         validate_sizes(self, ("vocab_size", "d_model", "n_heads", "d_ff", "n_layers", "max_len"))
-        for name in ("norm_first", "tie_embeddings"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("norm_first", "tie_embeddings", "scale_embeddings"):
+            setattr(self, name, check_bool(name, getattr(self, name)))
+        check_choice("positions", self.positions, POSITIONS)
         check_fits_memory(self, self.param_shapes())
 
     def to_dict(self) -> dict:
@@ -73,6 +89,8 @@ class GPTConfig:
         """``{state_dict key: shape}`` of the GPT this config builds, from the sizes alone."""
         D = self.d_model
         shapes = {"tok_embed.weight": (self.vocab_size, D)}
+        if self.positions == "learned":
+            shapes["pos_embed.weight"] = (self.max_len, D)
         for i in range(self.n_layers):
             shapes.update(layer_shapes(f"blocks.{i}", D, self.d_ff, ("self_attn",)))
         if self.norm_first:
@@ -80,6 +98,36 @@ class GPTConfig:
         if not self.tie_embeddings:
             shapes["lm_head.weight"] = (self.vocab_size, D)
         return shapes
+
+
+POSITIONS = ("sinusoidal", "learned")
+
+
+class LearnedPositions(Module):
+    """A learned position table added to the token embeddings (GPT-2's ``wpe``).
+
+    weight (max_len, D), initialised N(0, 1/D) like the token embedding.
+    Forward:  y = x + weight[start:start+T]            x (B, T, D)
+    Backward: dweight[start:start+T] += Σ_b g[b],  dx = g   (summed over the batch: every
+    sequence adds the same rows).
+    """
+
+    def __init__(self, max_len: int, d_model: int, rng: np.random.Generator, dtype=np.float32):
+        w = rng.normal(0.0, d_model ** -0.5, size=(max_len, d_model))
+        self.weight = Parameter(w.astype(dtype))
+        self.max_len = max_len
+
+    def forward(self, x: np.ndarray, start: int = 0) -> np.ndarray:
+        T = x.shape[1]
+        if start + T > self.max_len:
+            raise ValueError(f"sequence positions {start}..{start + T - 1} exceed max_len {self.max_len}")
+        self._span = (start, T)
+        return x + self.weight.data[start:start + T]  # (B, T, D) + (T, D)
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        start, T = self._span
+        self.weight.grad[start:start + T] += g.sum(axis=0)  # (T, D): Σ over the batch
+        return g
 
 
 def context_start(length: int, start: int, max_len: int) -> int:
@@ -114,7 +162,12 @@ class GPT(Module):
         self.rng = np.random.default_rng([cfg.seed, 1])  # dropout masks (saved in checkpoints)
         D = cfg.d_model
         self.tok_embed = Embedding(cfg.vocab_size, D, rng=rng, name="idx")
-        self.pos = PositionalEncoding(D, cfg.max_len)
+        if cfg.positions == "learned":  # a parameter, key pos_embed.weight
+            self.pos_embed = LearnedPositions(cfg.max_len, D, rng)
+            self.pos = None
+        else:  # a buffer, no key
+            self.pos_embed = None
+            self.pos = PositionalEncoding(D, cfg.max_len)
         self.drop = Dropout(cfg.dropout, self.rng)
         self.blocks = ModuleList(
             EncoderLayer(D, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.activation, cfg.norm_first,
@@ -127,6 +180,23 @@ class GPT(Module):
         self._saved = None
 
     # ---- forward ----------------------------------------------------------------------
+    def _embed(self, idx: np.ndarray, start: int = 0) -> np.ndarray:
+        """dropout(s · tok_embed(idx) + P[start:start+t]) → (B, t, D); s = √D or 1."""
+        x = self.tok_embed(idx)  # (B, t, D)
+        if self.config.scale_embeddings:
+            x = x * math.sqrt(self.config.d_model)
+        positions = self.pos_embed if self.pos_embed is not None else self.pos
+        return self.drop(positions(x, start))  # (B, t, D)
+
+    def _embed_backward(self, g: np.ndarray) -> None:
+        """Reverse of ``_embed``: dropout → P (adds Σ_b g into pos_embed's grad, or the
+        identity) → × s → tok_embed (adds into its grad)."""
+        g = self.drop.backward(g)  # (B, T, D)
+        g = self.pos_embed.backward(g) if self.pos_embed is not None else self.pos.backward(g)
+        if self.config.scale_embeddings:
+            g = g * math.sqrt(self.config.d_model)
+        self.tok_embed.backward(g)
+
     def _hidden(self, idx: np.ndarray, caches: list[KVCache] | None = None,
                 start: int = 0) -> np.ndarray:
         """The final hidden states (B, t, D) of tokens ``idx`` (B, t) at positions start.. .
@@ -136,7 +206,7 @@ class GPT(Module):
         appended, so t = 1 costs one position's work.
         """
         t = idx.shape[1]
-        x = embed_tokens(self.tok_embed, self.pos, self.drop, idx, start)  # (B, t, D)
+        x = self._embed(idx, start)  # (B, t, D)
         offset = 0 if caches is None else start  # cached keys before the new queries
         mask = causal_mask(t, offset) if t > 1 else None  # (1, 1, t, offset + t)
         for i, block in enumerate(self.blocks):
@@ -158,9 +228,10 @@ class GPT(Module):
     def backward(self, dlogits: np.ndarray) -> None:
         """Back-propagate dL/dlogits (B, T, V) through every block into every ``.grad``.
 
-        Reverse of forward: lm_head → final norm → blocks (last first) → dropout → PE
-        (identity) → ×√D → tok_embed. With tied embeddings ``tok_embed.weight.grad``
-        receives both the lm_head and the embedding contributions.
+        Reverse of forward: lm_head → final norm → blocks (last first) → dropout →
+        positions (sinusoidal: identity; learned: dP += Σ_b g) → ×√D (if scaled) →
+        tok_embed. With tied embeddings ``tok_embed.weight.grad`` receives both the lm_head
+        and the embedding contributions.
         """
         if self._saved is None:
             raise RuntimeError("backward() needs a preceding model(idx) forward pass")
@@ -172,7 +243,7 @@ class GPT(Module):
             g = self.norm.backward(g)
         for block in reversed(self.blocks):
             g = block.backward(g)  # (B, T, D)
-        embed_tokens_backward(self.tok_embed, self.pos, self.drop, g)
+        self._embed_backward(g)
         self._saved = None
 
     # ---- generation -------------------------------------------------------------------

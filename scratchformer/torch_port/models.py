@@ -354,7 +354,10 @@ class TorchGPT(_TiedStateDict, nn.Module):
 
     Blocks are EncoderLayers under a causal mask (SDPA ``is_causal``); pre-LN stacks end
     with ``norm``; ``lm_head`` is D → V without bias, and with tied embeddings its weight
-    is ``tok_embed.weight`` (no ``lm_head`` key in the state dict).
+    is ``tok_embed.weight`` (no ``lm_head`` key in the state dict). Positions: the
+    sinusoid buffer ``pe`` (no key) or, with ``positions="learned"``, the nn.Embedding
+    ``pos_embed`` (key ``pos_embed.weight``, (max_len, D)); token embeddings × √D only
+    when ``scale_embeddings``.
     """
 
     def __init__(self, cfg, init_from_numpy: bool = True):
@@ -366,7 +369,10 @@ class TorchGPT(_TiedStateDict, nn.Module):
         self.config = cfg
         D = cfg.d_model
         self.tok_embed = nn.Embedding(cfg.vocab_size, D)
-        self.register_buffer("pe", sinusoid_table(D, cfg.max_len), persistent=False)
+        if cfg.positions == "learned":
+            self.pos_embed = nn.Embedding(cfg.max_len, D)  # (max_len, D), GPT-2's wpe
+        else:
+            self.register_buffer("pe", sinusoid_table(D, cfg.max_len), persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             EncoderLayer(D, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.activation, cfg.norm_first,
@@ -389,7 +395,12 @@ class TorchGPT(_TiedStateDict, nn.Module):
         """idx (B, T) → logits (B, T, V)."""
         cfg = self.config
         idx = check_tokens("idx", idx, cfg.vocab_size, cfg.max_len, self.device)
-        x = _embed(self, self.tok_embed, idx, self.drop)  # (B, T, D)
+        T = idx.shape[1]
+        x = self.tok_embed(idx)  # (B, T, D)
+        if cfg.scale_embeddings:
+            x = x * math.sqrt(cfg.d_model)
+        pos = self.pos_embed.weight[:T] if cfg.positions == "learned" else self.pe[:T]  # (T, D)
+        x = self.drop(x + pos)
         for block in self.blocks:
             x = block(x, is_causal=True)
         if self.norm is not None:

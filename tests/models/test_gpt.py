@@ -1,4 +1,6 @@
-"""GPT: gradients (finite differences, torch oracle), causality, the KV cache, the keys."""
+"""GPT: gradients (finite differences, torch oracle), causality, the KV cache, the keys —
+for sinusoidal positions with √D-scaled embeddings (the default) and for GPT-2's learned
+positions with unscaled embeddings."""
 
 from __future__ import annotations
 
@@ -33,8 +35,14 @@ def tokens(rng, B=2, T=7):
 
 
 # ---- gradients ---------------------------------------------------------------------------
-@pytest.mark.parametrize("kw", [dict(), dict(tie_embeddings=False, norm_first=False, activation="relu")],
-                         ids=["preLN-tied-gelu", "postLN-untied-relu"])
+GPT2_LIKE = dict(positions="learned", scale_embeddings=False)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(tie_embeddings=False, norm_first=False, activation="relu"),
+                                GPT2_LIKE,
+                                dict(positions="learned", tie_embeddings=False, norm_first=False)],
+                         ids=["preLN-tied-gelu", "postLN-untied-relu", "gpt2-learned-unscaled",
+                              "postLN-untied-learned-scaled"])
 def test_gpt_backward_matches_finite_differences(small, kw):
     rng = np.random.default_rng(0)
     model = small(**kw).astype(np.float64)
@@ -51,12 +59,15 @@ def test_gpt_backward_matches_finite_differences(small, kw):
     assert errors[worst] < 1e-6, f"{worst}: relative error {errors[worst]:.2e}"
 
 
-def test_gpt_matches_torch_encoder_layers_with_causal_mask():
+@pytest.mark.parametrize("kw", [dict(), GPT2_LIKE], ids=["sinusoidal-scaled", "learned-unscaled"])
+def test_gpt_matches_torch_encoder_layers_with_causal_mask(kw):
     torch = pytest.importorskip("torch")
     import torch_reference as R
 
     nn = torch.nn
-    cfg = GPTConfig(vocab_size=V, d_model=16, n_heads=4, d_ff=32, n_layers=2, max_len=MAXLEN, seed=1)
+    cfg = GPTConfig(vocab_size=V, d_model=16, n_heads=4, d_ff=32, n_layers=2, max_len=MAXLEN, seed=1,
+                    **kw)
+    learned, scale = cfg.positions == "learned", cfg.d_model ** 0.5 if cfg.scale_embeddings else 1.0
     model = GPT(cfg)
     rng = np.random.default_rng(1)
     R.perturb_parameters(model, rng)
@@ -65,6 +76,8 @@ def test_gpt_matches_torch_encoder_layers_with_causal_mask():
         def __init__(self):
             super().__init__()
             self.tok_embed = nn.Embedding(V, cfg.d_model)
+            if learned:
+                self.pos_embed = nn.Embedding(cfg.max_len, cfg.d_model)
             self.blocks = nn.ModuleList(
                 nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, dropout=0.0,
                                            activation=R.gelu_tanh, batch_first=True, norm_first=True)
@@ -74,7 +87,8 @@ def test_gpt_matches_torch_encoder_layers_with_causal_mask():
 
         def forward(self, idx):
             T = idx.shape[1]
-            x = self.tok_embed(idx) * cfg.d_model ** 0.5 + self.pe[:T]
+            pos = self.pos_embed(torch.arange(T)) if learned else self.pe[:T]
+            x = self.tok_embed(idx) * scale + pos
             for block in self.blocks:
                 x = block(x, src_mask=R.torch_causal(T), is_causal=True)
             return self.norm(x) @ self.tok_embed.weight.T  # tied lm_head, no bias
@@ -108,11 +122,12 @@ def test_future_tokens_never_change_past_logits(small):
         assert not np.allclose(out[:, t + 1:], base[:, t + 1:])
 
 
+@pytest.mark.parametrize("kw", [dict(), GPT2_LIKE], ids=["sinusoidal", "learned"])
 @pytest.mark.parametrize("prompt_len,new", [(3, 10), (5, 60), (40, 30)],
                          ids=["short", "past-max-len", "prompt-longer-than-max-len"])
-def test_cached_and_uncached_greedy_generation_give_identical_tokens(small, prompt_len, new):
+def test_cached_and_uncached_greedy_generation_give_identical_tokens(small, prompt_len, new, kw):
     rng = np.random.default_rng(4)
-    model = small(seed=5)
+    model = small(seed=5, **kw)
     perturb(model, rng)
     idx = tokens(rng, B=3, T=prompt_len)
     cached = model.generate(idx, new, top_k=1)
@@ -192,6 +207,75 @@ def test_state_dict_round_trip_gives_the_same_logits(small):
     assert GPTConfig(**a.config.to_dict()) == a.config
 
 
+def test_learned_positions_are_a_parameter_and_scale_embeddings_changes_the_input(small):
+    sinus, learned, unscaled = small(), small(positions="learned"), small(**GPT2_LIKE)
+    keys = list(learned.state_dict())
+    assert keys[:2] == ["tok_embed.weight", "pos_embed.weight"]
+    assert set(keys) - set(sinus.state_dict()) == {"pos_embed.weight"}
+    assert learned.state_dict()["pos_embed.weight"].shape == (MAXLEN, D)
+    for m in (sinus, learned, unscaled):
+        assert m.config.param_shapes() == {k: v.shape for k, v in m.state_dict().items()}
+    # unscaled: the block input is tok_embed[idx] + P exactly (no √D)
+    idx = tokens(np.random.default_rng(1))
+    want = unscaled.tok_embed.weight.data[idx] + unscaled.pos_embed.weight.data[:idx.shape[1]]
+    np.testing.assert_array_equal(unscaled._embed(idx), want)
+    unscaled.pos_embed.weight.data[3] += 1.0  # position 3 moves logits from position 3 on only
+    before = small(**GPT2_LIKE)(idx)
+    after = unscaled(idx)
+    np.testing.assert_array_equal(after[:, :3], before[:, :3])
+    assert not np.allclose(after[:, 3:], before[:, 3:])
+
+
+def test_learned_positions_gradient_sums_over_the_batch(small):
+    model = small(**GPT2_LIKE).astype(np.float64)
+    idx = tokens(np.random.default_rng(2), B=3, T=5)
+    R = np.random.default_rng(3).standard_normal((3, 5, V))
+    grads = []
+    for rows in ([0, 1, 2], [0], [1], [2]):
+        model.zero_grad()
+        model(idx[rows])
+        model.backward(R[rows])
+        grads.append(model.pos_embed.weight.grad.copy())
+    np.testing.assert_allclose(grads[0], grads[1] + grads[2] + grads[3], rtol=1e-12, atol=1e-12)
+    assert not grads[0][5:].any() and np.abs(grads[0][:5]).min() > 0  # rows past T untouched
+
+
+def test_checkpoint_round_trip_keeps_positions_and_scale(small, tmp_path):
+    from scratchformer.training.checkpoint import load, save
+
+    model = small(**GPT2_LIKE)
+    perturb(model, np.random.default_rng(5))
+    save(tmp_path / "gpt2like.safetensors", model)
+    back, _, _ = load(tmp_path / "gpt2like.safetensors")
+    assert back.config == model.config and back.config.positions == "learned"
+    assert back.config.scale_embeddings is False
+    idx = tokens(np.random.default_rng(6))
+    np.testing.assert_array_equal(back(idx), model(idx))
+
+
+def test_checkpoint_written_before_the_new_fields_loads_with_their_defaults(small, tmp_path):
+    import json
+    import struct
+
+    from scratchformer.training.checkpoint import load, save
+
+    model = small()
+    path = save(tmp_path / "old.safetensors", model)
+    raw = path.read_bytes()  # drop positions / scale_embeddings from the stored config
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    meta = json.loads(header["__metadata__"]["scratchformer"])
+    del meta["model"]["config"]["positions"], meta["model"]["config"]["scale_embeddings"]
+    header["__metadata__"]["scratchformer"] = json.dumps(meta)
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    path.write_bytes(struct.pack("<Q", len(head)) + head + raw[8 + n:])
+    back, _, _ = load(path)
+    assert back.config.positions == "sinusoidal" and back.config.scale_embeddings is True
+    idx = tokens(np.random.default_rng(7))
+    np.testing.assert_array_equal(back(idx), model(idx))
+
+
 def test_same_seed_same_weights(small):
     np.testing.assert_array_equal(small(seed=4).state_dict()["blocks.1.ffn.linear1.weight"],
                                   small(seed=4).state_dict()["blocks.1.ffn.linear1.weight"])
@@ -199,7 +283,8 @@ def test_same_seed_same_weights(small):
 
 @pytest.mark.parametrize("field,value", [("d_model", 9), ("n_heads", 3), ("vocab_size", 0),
                                          ("dropout", 1.0), ("activation", "tanh"),
-                                         ("n_layers", -1), ("tie_embeddings", "yes")])
+                                         ("n_layers", -1), ("tie_embeddings", "yes"),
+                                         ("positions", "rope"), ("scale_embeddings", "no")])
 def test_invalid_config_raises_naming_the_field(field, value):
     cfg = dict(vocab_size=V, d_model=D, n_heads=H, d_ff=DFF, n_layers=L, max_len=MAXLEN)
     with pytest.raises(ValueError, match=field):

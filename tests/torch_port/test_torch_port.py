@@ -17,6 +17,7 @@ from scratchformer.torch_port import TorchGPT, TorchTransformer, to_numpy, to_to
 from scratchformer.torch_port import greedy_decode as torch_greedy  # noqa: E402
 
 V = 17
+GPT2_LIKE = dict(positions="learned", scale_embeddings=False)  # GPT-2's embedding
 
 
 def _tcfg(norm_first=False, tie=False, **kw):
@@ -26,8 +27,8 @@ def _tcfg(norm_first=False, tie=False, **kw):
 
 
 def _gcfg(norm_first=True, tie=True, **kw):
-    return GPTConfig(vocab_size=V, d_model=32, n_heads=4, d_ff=48, n_layers=2, max_len=12,
-                     dropout=0.1, norm_first=norm_first, tie_embeddings=tie, **kw)
+    return GPTConfig(**{**dict(vocab_size=V, d_model=32, n_heads=4, d_ff=48, n_layers=2, max_len=12,
+                               dropout=0.1, norm_first=norm_first, tie_embeddings=tie), **kw})
 
 
 def _perturbed(model, seed=0):
@@ -65,16 +66,20 @@ def test_transformer_state_dict_keys_and_shapes_equal_numpy(norm_first, tie):
 
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("tie", [False, True])
-def test_gpt_state_dict_keys_and_shapes_equal_numpy(norm_first, tie):
-    ns, ts = GPT(_gcfg(norm_first, tie)).state_dict(), TorchGPT(_gcfg(norm_first, tie)).state_dict()
+@pytest.mark.parametrize("kw", [{}, GPT2_LIKE], ids=["sinusoidal", "learned"])
+def test_gpt_state_dict_keys_and_shapes_equal_numpy(norm_first, tie, kw):
+    ns = GPT(_gcfg(norm_first, tie, **kw)).state_dict()
+    ts = TorchGPT(_gcfg(norm_first, tie, **kw)).state_dict()
     assert list(ts) == list(ns)
     assert {k: tuple(v.shape) for k, v in ts.items()} == {k: v.shape for k, v in ns.items()}
     assert ("lm_head.weight" in ts) == (not tie) and ("norm.weight" in ts) == norm_first
+    assert ("pos_embed.weight" in ts) == bool(kw)
 
 
 def test_twin_starts_from_the_numpy_initial_weights():
     for nm, tm in ((sf.Transformer(_tcfg(seed=3)), TorchTransformer(_tcfg(seed=3))),
-                   (GPT(_gcfg(seed=3)), TorchGPT(_gcfg(seed=3)))):
+                   (GPT(_gcfg(seed=3)), TorchGPT(_gcfg(seed=3))),
+                   (GPT(_gcfg(seed=3, **GPT2_LIKE)), TorchGPT(_gcfg(seed=3, **GPT2_LIKE)))):
         for k, v in nm.state_dict().items():
             np.testing.assert_array_equal(_np(tm.state_dict()[k]), v, err_msg=k)
 
@@ -105,8 +110,10 @@ def test_transformer_logits_equal_after_to_torch_and_to_numpy(norm_first, tie):
 
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("tie", [False, True])
-def test_gpt_logits_equal_after_to_torch_and_to_numpy(norm_first, tie):
-    nm = _perturbed(GPT(_gcfg(norm_first, tie)))
+@pytest.mark.parametrize("kw", [{}, GPT2_LIKE, dict(positions="learned")],
+                         ids=["sinusoidal-scaled", "learned-unscaled", "learned-scaled"])
+def test_gpt_logits_equal_after_to_torch_and_to_numpy(norm_first, tie, kw):
+    nm = _perturbed(GPT(_gcfg(norm_first, tie, **kw)))
     idx = np.random.default_rng(2).integers(0, V, (3, 12))
     tm = to_torch(nm)
     assert isinstance(tm, TorchGPT)
@@ -153,6 +160,25 @@ def test_autograd_gradients_equal_numpy_backward():
         np.testing.assert_allclose(_np(tgrads[name].grad), p.grad, rtol=0, atol=1e-4 * scale, err_msg=name)
 
 
+@pytest.mark.parametrize("kw", [{}, GPT2_LIKE], ids=["sinusoidal-scaled", "learned-unscaled"])
+def test_gpt_autograd_gradients_equal_numpy_backward(kw):
+    nm = _perturbed(GPT(_gcfg(dropout=0.0, **kw)))
+    tm = to_torch(nm)
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, V, (3, 12))
+    g = rng.standard_normal((3, 12, V)).astype(np.float32)  # a random upstream gradient
+    logits = nm(idx)
+    nm.zero_grad()
+    nm.backward(g)
+    (tm(idx) * torch.from_numpy(g)).sum().backward()
+    tgrads = dict(tm.named_parameters())
+    assert set(tgrads) == {n for n, _ in nm.named_parameters()}
+    scale = max(np.abs(p.grad).max() for p in nm.parameters())
+    for name, p in nm.named_parameters():
+        np.testing.assert_allclose(_np(tgrads[name].grad), p.grad, rtol=0, atol=1e-4 * scale, err_msg=name)
+    np.testing.assert_allclose(_np(tm(idx)), logits, rtol=0, atol=1e-4)
+
+
 # ---- decoding --------------------------------------------------------------------------------
 def test_torch_greedy_decode_gives_numpy_greedy_tokens():
     nm = _perturbed(sf.Transformer(_tcfg()), seed=5)
@@ -163,8 +189,9 @@ def test_torch_greedy_decode_gives_numpy_greedy_tokens():
     np.testing.assert_array_equal(got, want)
 
 
-def test_torch_gpt_greedy_generate_matches_numpy_past_max_len():
-    nm = _perturbed(GPT(_gcfg()), seed=6)
+@pytest.mark.parametrize("kw", [{}, GPT2_LIKE], ids=["sinusoidal", "learned"])
+def test_torch_gpt_greedy_generate_matches_numpy_past_max_len(kw):
+    nm = _perturbed(GPT(_gcfg(**kw)), seed=6)
     prompt = np.random.default_rng(0).integers(0, V, (2, 5))
     want = nm.generate(prompt, 20, top_k=1)  # 25 tokens > max_len 12: the window restarts
     np.testing.assert_array_equal(_np(to_torch(nm).generate(prompt, 20, top_k=1)), want)
