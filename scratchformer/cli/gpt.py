@@ -41,7 +41,8 @@ def register(subparsers) -> None:
         "gpt", help="character-level GPT (decoder-only) on Shakespeare: train, sample",
         formatter_class=Formatter,
         description="Train a character-level GPT on Shakespeare (or any UTF-8 text) and sample from it.")
-    sub = gpt.add_subparsers(dest="gpt_command", metavar="{train,sample}", parser_class=Parser)
+    sub = gpt.add_subparsers(dest="gpt_command", metavar="{train,sample,export-hf}",
+                             parser_class=Parser)
     sub.required = True
 
     t = sub.add_parser("train", help="train a GPT on a corpus, with checkpoints and resume",
@@ -60,9 +61,17 @@ def register(subparsers) -> None:
                               "--target-loss 1.5 --out runs/mine")
     flag(t, C, "corpus", "'tiny' (9 plays, ~1.1M chars), 'all' (38 plays) or the path of a "
                          "UTF-8 text file", type=path_arg)
-    flag(t, C, "block_size", "context length in characters = the model's max_len",
-         type=positive_int)
-    add_model_flags(t, C)
+    flag(t, C, "init_from", "fine-tune GPT-2 from a Hugging Face folder (config.json, "
+                            "model.safetensors, tokenizer.json): its model and tokenizer",
+         type=path_arg, metavar="DIR")
+    flag(t, C, "block_size", "context length in tokens (characters) = the model's max_len; "
+                             "with --init-from the training context", type=positive_int)
+    g = add_model_flags(t, C)
+    flag(g, C, "positions", "position encoding: a fixed sinusoidal table, or learned "
+                            "(pos_embed.weight, as GPT-2)", choices=["sinusoidal", "learned"])
+    g.add_argument("--scale-embeddings", dest="scale_embeddings", default=None,
+                   action=argparse.BooleanOptionalAction,
+                   help="multiply token embeddings by √d_model (default: on; GPT-2: off)")
     add_optim_flags(t, C, schedule=False)
     e = add_run_flags(t, C, "runs/gpt")
     flag(e, C, "eval_batches", "batches of each split per loss estimate, 0 = no estimate",
@@ -75,7 +84,11 @@ def register(subparsers) -> None:
 
     s = sub.add_parser("sample", help="generate text from a trained GPT checkpoint",
                        formatter_class=SampleFormatter)
-    s.add_argument("--checkpoint", required=True, type=path_arg, help="a checkpoint written by 'gpt train'")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=path_arg, help="a checkpoint written by 'gpt train'")
+    src.add_argument("--hf", type=path_arg, metavar="DIR",
+                     help="a Hugging Face GPT-2 folder (config.json, model.safetensors, "
+                          "tokenizer.json)")
     s.add_argument("--prompt", default="\n", help="text to continue (every character must be in the vocabulary)")
     s.add_argument("--tokens", type=non_negative_int, default=500, help="characters to generate")
     s.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 = greedy")
@@ -83,6 +96,20 @@ def register(subparsers) -> None:
     s.add_argument("--seed", type=non_negative_int, default=None, help="sampling seed (default: the model's)")
     s.add_argument("--no-cache", action="store_true", help="recompute the context every step (slow)")
     s.set_defaults(func=sample_command)
+
+    x = sub.add_parser("export-hf", help="write a trained GPT as a Hugging Face GPT-2 folder",
+                       formatter_class=Formatter,
+                       description="Write RUN/checkpoint.safetensors as DIR/config.json + "
+                                   "DIR/model.safetensors (+ tokenizer.json for a run fine-tuned "
+                                   "from GPT-2), which transformers.GPT2LMHeadModel."
+                                   "from_pretrained(DIR) opens. Only a model GPT-2 can express "
+                                   "(pre-LN, GELU, tied, learned positions, no √D scaling) is "
+                                   "written; any other is refused naming the setting.",
+                       epilog="example:\n  scratchformer gpt export-hf runs/gpt2-tuned gpt2-tuned")
+    x.add_argument("run", metavar="RUN", type=path_arg, help="a run directory of 'gpt train'")
+    x.add_argument("dir", metavar="DIR", type=path_arg, help="the folder to write")
+    x.add_argument("--force", action="store_true", help="write into a DIR that holds files")
+    x.set_defaults(func=export_command)
 
 
 # ---- sample ---------------------------------------------------------------------------------
@@ -93,16 +120,61 @@ def sample_command(args) -> int:
 
 
 def _sample(args) -> int:
+    import time
+
     from ..training.lm import load_gpt, sample_text
     from ..training.rundir import check_input_file
 
     try:
-        model, tok = load_gpt(check_input_file(args.checkpoint, "checkpoint"))
+        if args.hf:
+            from ..interop import load_hf_gpt2, load_hf_tokenizer
+
+            model = load_hf_gpt2(args.hf)
+            tok = load_hf_tokenizer(args.hf, model.config.vocab_size)
+        else:
+            model, tok = load_gpt(check_input_file(args.checkpoint, "checkpoint"))
+        t0 = time.perf_counter()
         text = sample_text(model, tok, args.prompt, args.tokens, args.temperature, args.top_k,
                            args.seed, not args.no_cache)
-    except user_errors() as e:
+        seconds = time.perf_counter() - t0
+    except (*user_errors(), ImportError) as e:
         raise CLIError(describe(e)) from None
     sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+    print(f"{args.tokens} tokens in {seconds:.1f} s ({args.tokens / max(seconds, 1e-9):.1f} "
+          f"tokens/s)", file=sys.stderr)
+    return 0
+
+
+def _encodes(tokenizer, text: str) -> bool:
+    try:
+        return len(tokenizer.encode(text)) > 0
+    except ValueError:
+        return False
+
+
+# ---- export-hf -----------------------------------------------------------------------------
+def export_command(args) -> int:
+    from ..interop import save_hf_gpt2
+    from ..training.checkpoint import load
+    from ..training.lm import GPT
+    from ..training.rundir import check_input_file
+
+    ckpt = os.path.join(args.run, "checkpoint.safetensors")
+    if os.path.isdir(args.dir) and os.listdir(args.dir) and not args.force:
+        raise CLIError(f"{args.dir} holds files: pass --force to write into it, or choose "
+                       f"another DIR")
+    try:
+        model, _, state = load(check_input_file(ckpt, "checkpoint"))
+        if not isinstance(model, GPT):
+            raise CLIError(f"{ckpt} holds a {type(model).__name__}, not a GPT")
+        save_hf_gpt2(model, args.dir)
+    except user_errors() as e:
+        raise CLIError(describe(e)) from None
+    if "hf_tokenizer" in state:
+        with open(os.path.join(args.dir, "tokenizer.json"), "w", encoding="utf-8") as f:
+            f.write(state["hf_tokenizer"])
+    print(f"wrote {args.dir}/config.json and model.safetensors"
+          f"{' and tokenizer.json' if 'hf_tokenizer' in state else ''}")
     return 0
 
 
@@ -130,7 +202,7 @@ def train_command(args) -> int:
     if args.sample_tokens:
         print("-" * 40)
         tok = result.extras["tokenizer"]
-        prompt = "\n" if "\n" in tok.stoi else tok.chars[0]  # a corpus may have no newline
+        prompt = "\n" if _encodes(tok, "\n") else tok.decode([0])  # a corpus may lack "\n"
         with pool.threads(1):
             print(sample_text(result.model, tok, prompt, args.sample_tokens, 0.8, 40, seed=0))
     return 0

