@@ -148,9 +148,10 @@ def cmd_train(args) -> int:
     from ..training.recipes import TaskTrainConfig, train_task
 
     if args.out == "runs/TASK":
-        args.out = None if args.resume else f"runs/{args.task or 'copy'}"
-    if args.resume and args.out is None:
-        raise CLIError("--resume continues the run in --out: give --out RUN_DIR")
+        if args.resume and args.task is None:
+            raise CLIError("--resume continues the run in --out: give --out RUN_DIR (or "
+                           "--task TASK for runs/TASK)")
+        args.out = f"runs/{args.task or 'copy'}"
     fixed = {"progress": False} if args.quiet else {}
     cfg = config_from_args(TaskTrainConfig, args, **fixed)
     result = run_command(train_task, cfg)
