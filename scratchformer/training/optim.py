@@ -1,5 +1,5 @@
-"""Optimizers (SGD, Adam, AdamW) and gradient clipping; the learning-rate schedules are in
-``schedules.py``.
+"""Optimizers (SGD, Adam, AdamW) and gradient clipping; Muon is in ``muon.py``, the
+learning-rate schedules are in ``schedules.py``.
 
 An optimizer is a separate object over a list of ``Parameter``s: layers hold no
 optimizer state. ``step()`` reads every ``p.grad`` and updates ``p.data`` **in place**
