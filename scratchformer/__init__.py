@@ -21,6 +21,7 @@ from .models.transformer import (Decoder, DecoderLayer, Encoder, EncoderLayer, T
                                  TransformerConfig)
 from .training.checkpoint import CheckpointError, load, save
 from .training.optim import SGD, Adam, AdamW, clip_grad_norm
+from .training.muon import Muon
 from .training.schedules import ConstantLR, NoamSchedule, WarmupCosine
 
 __version__ = "0.1.0"
@@ -28,7 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "TransformerConfig", "Transformer", "Encoder", "Decoder", "EncoderLayer", "DecoderLayer",
     "GPTConfig", "GPT", "CrossEntropyLoss", "padding_mask", "causal_mask",
-    "SGD", "Adam", "AdamW", "clip_grad_norm", "ConstantLR", "NoamSchedule", "WarmupCosine",
+    "SGD", "Adam", "AdamW", "Muon", "clip_grad_norm", "ConstantLR", "NoamSchedule", "WarmupCosine",
     "greedy_decode", "beam_search", "sample_decode", "save", "load", "CheckpointError",
     "Parameter", "Module", "ModuleList", "Linear", "Embedding", "PositionalEncoding", "LayerNorm",
     "Dropout", "FeedForward", "MultiHeadAttention", "KVCache",

@@ -381,23 +381,19 @@ def optimizer_from_state(model, optimizer_state):
     """A new optimizer of the saved type and hyper-parameters over ``model.parameters()``,
     its state (moments, step count) restored: the usual way to resume after ``load``.
 
-    Assumes the saved optimizer was built over ``model.parameters()`` in that order (the
-    checkpoint's metadata records the names it did use); otherwise ``load_state_dict``
-    raises on the parameter count or a shape.
+    Assumes the saved optimizer was built over ``model.parameters()`` in that order
+    (``MuonAdamW``: over ``muon_groups(model)``; the checkpoint's metadata records the names
+    it did use); otherwise ``load_state_dict`` raises on the parameter count or a shape.
     """
-    from . import optim
+    from . import muon, optim
 
     if optimizer_state is None:
         raise ValueError("optimizer_from_state: optimizer_state is None (the checkpoint holds "
                          "no optimizer)")
     name = str(np.asarray(optimizer_state.get("type")))
-    cls = getattr(optim, name, None)
+    cls = getattr(optim, name, None) or getattr(muon, name, None)
     if not (isinstance(cls, type) and issubclass(cls, optim.Optimizer)):
         raise ValueError(f"optimizer_from_state: unknown optimizer type {name!r}")
-    hyper = {}
-    for h in cls._hyper:
-        v = np.asarray(optimizer_state[h])
-        hyper[h] = tuple(float(x) for x in v) if v.ndim else float(v)
-    opt = cls(model.parameters(), **hyper)
+    opt = cls.for_model(model, **cls.hyper_from_state(optimizer_state))
     opt.load_state_dict(optimizer_state)
     return opt

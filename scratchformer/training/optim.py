@@ -1,5 +1,5 @@
-"""Optimizers (SGD, Adam, AdamW) and gradient clipping; the learning-rate schedules are in
-``schedules.py``.
+"""Optimizers (SGD, Adam, AdamW) and gradient clipping; Muon is in ``muon.py``, the
+learning-rate schedules are in ``schedules.py``.
 
 An optimizer is a separate object over a list of ``Parameter``s: layers hold no
 optimizer state. ``step()`` reads every ``p.grad`` and updates ``p.data`` **in place**
@@ -152,7 +152,7 @@ class Optimizer:
              "step": np.array(self.step_count, dtype=np.int64),
              "num_params": np.array(len(self.params), dtype=np.int64)}
         for h in self._hyper:
-            d[h] = np.array(getattr(self, h), dtype=np.float64)
+            d[h] = self._hyper_array(h)
         for name in self._state_names():
             for i, a in enumerate(self.state[name]):
                 d[f"{name}.{i}"] = a.copy()
@@ -177,12 +177,7 @@ class Optimizer:
         if n != len(self.params):
             raise ValueError(f"{me}.load_state_dict: state has {n} parameters, "
                              f"this optimizer has {len(self.params)}")
-        hyper = {}
-        for h in self._hyper:
-            if h not in state:
-                raise KeyError(f"{me}.load_state_dict: missing key {h!r}")
-            v = np.asarray(state[h])
-            hyper[h] = tuple(float(x) for x in v) if v.ndim else float(v)
+        hyper = self.hyper_from_state(state)
         probe = type(self).__new__(type(self))  # validate hyper-parameters, learn state names
         probe.__dict__.update(hyper)
         self._check_hyper(hyper)
@@ -211,6 +206,28 @@ class Optimizer:
 
     def _check_hyper(self, h: dict) -> None:
         _real("lr", h["lr"], low=0.0)
+
+    # -- hyper-parameters in a state dict: float64 arrays (subclasses encode other kinds)
+    def _hyper_array(self, name: str) -> np.ndarray:
+        return np.array(getattr(self, name), dtype=np.float64)
+
+    @classmethod
+    def _hyper_value(cls, name: str, v: np.ndarray):
+        return tuple(float(x) for x in v) if v.ndim else float(v)
+
+    @classmethod
+    def hyper_from_state(cls, state: Mapping[str, np.ndarray]) -> dict:
+        """``{name: value}`` of the hyper-parameters stored in ``state`` (a ``state_dict()``),
+        decoded for the constructor; a missing one raises ``KeyError``."""
+        for h in cls._hyper:
+            if h not in state:
+                raise KeyError(f"{cls.__name__}.load_state_dict: missing key {h!r}")
+        return {h: cls._hyper_value(h, np.asarray(state[h])) for h in cls._hyper}
+
+    @classmethod
+    def for_model(cls, model, **hyper) -> Optimizer:
+        """This optimizer over ``model.parameters()`` (``MuonAdamW`` splits them instead)."""
+        return cls(model.parameters(), **hyper)
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{h}={getattr(self, h)!r}" for h in self._hyper)

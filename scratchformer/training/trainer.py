@@ -54,6 +54,7 @@ from ..core.checks import check_int
 from ..core.loss import CrossEntropyLoss
 from ..kernels import pool
 from .checkpoint import load, save
+from .muon import MuonAdamW
 from .optim import SGD, Adam, AdamW, clip_grad_norm
 from .progress import Progress, format_metrics
 from .rundir import repair_metrics
@@ -195,12 +196,16 @@ def _check_int(name, value, low):
     check_int(name, value, low)
 
 
-OPTIMIZERS = {"adam": Adam, "adamw": AdamW, "sgd": SGD}
+OPTIMIZERS = {"adam": Adam, "adamw": AdamW, "sgd": SGD, "muon": MuonAdamW}
 SCHEDULES = ("cosine", "noam", "constant")
 
 
-def make_optimizer(params, cfg: TrainConfig):
-    """The optimizer named by ``cfg.optimizer`` over ``params``, at ``lr = cfg.lr``."""
+def make_optimizer(params, cfg: TrainConfig, model=None):
+    """The optimizer named by ``cfg.optimizer`` over ``params``, at ``lr = cfg.lr``; "muon":
+    ``MuonAdamW`` over ``muon_groups(model)`` (AdamW half at ``lr·adamw_lr_ratio``)."""
+    if cfg.optimizer == "muon":
+        return MuonAdamW.for_model(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas,
+                                   adamw_eps=cfg.eps, adamw_weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return SGD(params, cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     return OPTIMIZERS[cfg.optimizer](params, cfg.lr, betas=cfg.betas, eps=cfg.eps,
@@ -330,7 +335,7 @@ class Trainer:
         self.criterion = criterion or CrossEntropyLoss(ignore_index=pad,
                                                        label_smoothing=cfg.label_smoothing)
         self.params = model.parameters()
-        self.optimizer = make_optimizer(self.params, cfg)
+        self.optimizer = make_optimizer(self.params, cfg, model)
         self.schedule = make_schedule(cfg, getattr(getattr(model, "config", None), "d_model", None))
         self.rng = np.random.default_rng(cfg.seed)  # the data RNG
         self.step = 0
