@@ -211,7 +211,7 @@ def add_model_flags(p, cls, *, encdec: bool = False, preset: str | None = None):
 
 
 def add_optim_flags(p, cls, *, preset: str | None = None, schedule: bool = True,
-                    batch: bool = True):
+                    batch: bool = True, optimizer: bool = True):
     """--steps --batch-size --lr --warmup [--schedule --optimizer] --min-lr-ratio --betas
     --weight-decay --clip-norm --label-smoothing --seed."""
     g = p.add_argument_group("optimization")
@@ -224,7 +224,10 @@ def add_optim_flags(p, cls, *, preset: str | None = None, schedule: bool = True,
     if schedule:
         flag(g, cls, "schedule", "learning-rate schedule after warm-up",
              choices=["cosine", "noam", "constant"])
-        flag(g, cls, "optimizer", "optimizer", choices=["adam", "adamw", "sgd"])
+    if optimizer:
+        flag(g, cls, "optimizer", "optimizer; muon: Muon for the hidden weight matrices, "
+                                  "AdamW at lr·0.05 for the rest (docs/optim.md)",
+             choices=["adam", "adamw", "sgd", "muon"])
     flag(g, cls, "min_lr_ratio", "cosine decays to lr · this at the last step", type=unit_interval)
     flag(g, cls, "betas", "Adam's β₁ β₂", nargs=2, type=probability, metavar=("B1", "B2"))
     flag(g, cls, "weight_decay", "weight decay", type=non_negative_float)

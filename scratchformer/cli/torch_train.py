@@ -39,7 +39,7 @@ def register(subparsers):
                             "LOCAL_RANK)", choices=("cpu", "cuda"))
     flag(what, C, "block_size", "GPT: characters per training sequence", type=non_negative_int)
     add_model_flags(p, C)
-    add_optim_flags(p, C, schedule=False)
+    add_optim_flags(p, C, schedule=False, optimizer=False)
     e = add_run_flags(p, C, "runs/torch", evaluation=False)
     flag(e, C, "eval_size", "held-out examples (task) / validation windows (GPT) scored at "
                             "the end", type=non_negative_int)
