@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 import os
 
+from ..core.checks import check_choice, check_int, check_real
+
 SIZE_LIMITS = {"vocab_size": 1 << 24, "d_model": 1 << 16, "n_heads": 1024, "d_ff": 1 << 18,
                "layers": 1024, "max_len": 1 << 20}
 
@@ -28,25 +30,26 @@ def _limit(name: str) -> int:
 
 def validate_sizes(cfg, sizes: tuple[str, ...]) -> None:
     """Every field in ``sizes`` an int in [1, its bound]; then heads, dropout, activation,
-    eps and seed. Errors are ValueErrors naming the field."""
+    eps and seed. Errors are ValueErrors naming the field (``config_field``)."""
     for name in sizes:
-        value, high = getattr(cfg, name), _limit(name)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-            raise ValueError(f"{name} must be an integer in [1, {high:,}], got {value!r}")
+        setattr(cfg, name, config_field(check_int, name, getattr(cfg, name), 1, _limit(name)))
     if cfg.d_model % cfg.n_heads:
         raise ValueError(f"d_model ({cfg.d_model}) must be divisible by n_heads ({cfg.n_heads})")
     if cfg.d_model % 2:
         raise ValueError(f"d_model must be even for sinusoidal positions, got {cfg.d_model}")
-    if not (isinstance(cfg.dropout, (int, float)) and not isinstance(cfg.dropout, bool)
-            and 0.0 <= cfg.dropout < 1.0):
-        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
-    if cfg.activation not in ("gelu", "relu"):
-        raise ValueError(f"activation must be 'gelu' or 'relu', got {cfg.activation!r}")
-    if not (isinstance(cfg.layer_norm_eps, (int, float)) and math.isfinite(cfg.layer_norm_eps)
-            and cfg.layer_norm_eps > 0):
-        raise ValueError(f"layer_norm_eps must be a positive number, got {cfg.layer_norm_eps!r}")
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {cfg.seed!r}")
+    config_field(check_real, "dropout", cfg.dropout, 0.0, 1.0, high_open=True)
+    config_field(check_choice, "activation", cfg.activation, ("gelu", "relu"))
+    config_field(check_real, "layer_norm_eps", cfg.layer_norm_eps, 0.0, low_open=True)
+    cfg.seed = config_field(check_int, "seed", cfg.seed, 0)
+
+
+def config_field(check, name: str, value, *args, **kwargs):
+    """``check(name, value, ...)`` from ``core.checks``, every failure a ValueError naming the
+    field (a config's one error type, a wrong type included)."""
+    try:
+        return check(name, value, *args, **kwargs)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
 
 
 def num_parameters(shapes: dict[str, tuple[int, ...]]) -> int:
