@@ -7,9 +7,10 @@ Notation: B batch, H heads, Tq query length, Tk key length, D d_model, Dh = D / 
     out     = concat(head_1..head_H) W_oᵀ + b_o
 
 The per-head math is ``functional.attention`` / ``attention_backward``, the same
-functions the docs derive. The three projections run as one matmul with their weights
-stacked (``kernels.qkv``); heads and batch are matmul's batch dimensions, so there is
-no Python loop over either.
+functions the docs derive. The projections of one input run as one matmul with their
+weights stacked (``StackedProjections``): w_qkv = [W_q; W_k; W_v] for self-attention, w_q
+and w_kv = [W_k; W_v] for cross-attention. Heads and batch are matmul's batch dimensions,
+so there is no Python loop over either.
 """
 
 from __future__ import annotations
@@ -57,6 +58,39 @@ class KVCache:
             self.k, self.v = self.k[idx], self.v[idx]
 
 
+class StackedProjections:
+    """Projections of one input, each a Linear (D → D), run as ONE matmul with their weights
+    stacked (``kernels.qkv``)::
+
+        x2 (N, D) @ [W_1; …; W_n]ᵀ + [b_1; …; b_n]  →  (N, nD)  →  n × (B, H, T, Dh)
+
+    Self-attention stacks q, k, v on x (``weight`` is w_qkv, (3D, D)); cross-attention
+    stacks q alone on x (w_q) and k, v on the memory (w_kv, (2D, D)). Made at each forward
+    from the current weights, it keeps x2 and the stacked weight for the backward:
+    dW = dyᵀ x2 and db = Σ_rows dy in one matmul, each projection's rows added onto its
+    own ``.grad``, and dx2 = dy W.
+    """
+
+    def __init__(self, x2: np.ndarray, *projs: Linear):
+        self.x2, self.projs = x2, projs
+        self.weight = np.concatenate([p.weight.data for p in projs])  # (nD, D)
+        self.bias = np.concatenate([p.bias.data for p in projs])  # (nD,)
+
+    def heads(self, B: int, T: int, H: int) -> np.ndarray:
+        """The n projections split into heads, (n, B, H, T, Dh): views of one matmul."""
+        return qkv.project(self.x2, self.weight, self.bias, B, T, H)
+
+    def backward(self, grads) -> np.ndarray:
+        """Each projection's gradient (B, H, T, Dh), in order → dx2 (N, D); adds into the
+        projections' .grad."""
+        dx2, dw, db = qkv.project_backward(self.x2, self.weight, grads)  # (N, D), (nD, D), (nD,)
+        D = self.x2.shape[1]
+        for i, proj in enumerate(self.projs):
+            proj.weight.grad += dw[i * D:(i + 1) * D]
+            proj.bias.grad += db[i * D:(i + 1) * D]
+        return dx2
+
+
 class MultiHeadAttention(Module):
     """Self-attention ``mha(x, mask=...)`` or cross-attention ``mha(x, memory, mask=...)``.
 
@@ -86,47 +120,47 @@ class MultiHeadAttention(Module):
                 mask: np.ndarray | None = None, cache: KVCache | None = None) -> np.ndarray:
         self._check(x, memory)
         B, Tq, D = x.shape
-        H = self.n_heads
         x2 = x.reshape(B * Tq, D)
-        if memory is None:  # self-attention: q, k, v from one (B·Tq, D) @ (D, 3D) matmul
-            stacked = {"x": qkv.stack((self.q_proj, self.k_proj, self.v_proj))}
-            q, k, v = qkv.project(x2, *stacked["x"], B, Tq, H)  # each (B, H, Tq, Dh)
+        if memory is None:  # self-attention: q, k, v from x in one matmul
+            x_proj = StackedProjections(x2, self.q_proj, self.k_proj, self.v_proj)  # w_qkv
+            q, k, v = x_proj.heads(B, Tq, self.n_heads)  # each (B, H, Tq, Dh)
+            m_proj = None
             if cache is not None:
                 k, v = cache.append(k, v)  # all positions so far: (B, H, Tk, Dh)
-        else:  # cross-attention: q from x, k and v from memory in one matmul
-            stacked = {"x": qkv.stack((self.q_proj,))}
-            (q,) = qkv.project(x2, *stacked["x"], B, Tq, H)
-            if cache is not None and cache.static:
-                k, v = cache.k, cache.v
-            else:
-                stacked["m"] = qkv.stack((self.k_proj, self.v_proj))
-                k, v = qkv.project(memory.reshape(-1, D), *stacked["m"], B, memory.shape[1], H)
-                if cache is not None:
-                    cache.k, cache.v, cache.static = k, v, True
+        else:  # cross-attention: q from x; k and v from the memory in one matmul
+            x_proj = StackedProjections(x2, self.q_proj)  # w_q
+            (q,) = x_proj.heads(B, Tq, self.n_heads)  # (B, H, Tq, Dh)
+            k, v, m_proj = self._keys_values(memory, cache)  # each (B, H, Tk, Dh)
         if mask is not None:
-            mask = self._check_mask(mask, B, q.shape[2], k.shape[2])
+            mask = self._check_mask(mask, B, Tq, k.shape[2])
         o, p = F.attention(q, k, v, mask, self.attn_dropout)  # (B, H, Tq, Dh), (B, H, Tq, Tk)
         self.attn = p
-        o2 = o.transpose(0, 2, 1, 3).reshape(B * Tq, D)  # concat heads: (B·Tq, D)
         if cache is None:  # remember what backward needs
-            self._saved = (x2, memory, q, k, v, p, stacked)
+            self._saved = (x_proj, m_proj, q, k, v, p)
+        o2 = o.transpose(0, 2, 1, 3).reshape(B * Tq, D)  # concat heads: (B·Tq, D)
         return self.out_proj(o2).reshape(B, Tq, D)
 
     def backward(self, g: np.ndarray):
-        x2, memory, q, k, v, p, stacked = self._saved
+        x_proj, m_proj, q, k, v, p = self._saved
         B, H, Tq, Dh = q.shape
         do2 = self.out_proj.backward(g.reshape(B * Tq, -1))  # (B·Tq, D)
         do = qkv.split_heads(do2, B, Tq, 1, H)[0]  # (B, H, Tq, Dh)
         dq, dk, dv = F.attention_backward(q, k, v, p, do, self.attn_dropout)
-        if memory is None:  # one (B·Tq, 3D) buffer: the stacked weights' gradient is one matmul
-            dqkv = qkv.merge_heads((dq, dk, dv), B, Tq)
-            dx2 = qkv.project_backward((self.q_proj, self.k_proj, self.v_proj), x2, stacked["x"][0], dqkv)
-            return dx2.reshape(B, Tq, -1)
-        dx2 = qkv.project_backward((self.q_proj,), x2, stacked["x"][0], qkv.merge_heads((dq,), B, Tq))
-        dkv = qkv.merge_heads((dk, dv), B, memory.shape[1])
-        dm2 = qkv.project_backward((self.k_proj, self.v_proj), memory.reshape(-1, memory.shape[2]),
-                                   stacked["m"][0], dkv)
-        return dx2.reshape(B, Tq, -1), dm2.reshape(memory.shape)
+        if m_proj is None:  # self-attention: x made q, k and v
+            return x_proj.backward((dq, dk, dv)).reshape(B, Tq, -1)
+        dx = x_proj.backward((dq,)).reshape(B, Tq, -1)  # (B, Tq, D)
+        return dx, m_proj.backward((dk, dv)).reshape(B, -1, self.d_model)  # (B, Tk, D)
+
+    def _keys_values(self, memory, cache):
+        """Cross-attention's k, v (B, H, Tk, Dh) from the memory, and their projection
+        (w_kv, for the backward); from the cache, once filled, with no projection."""
+        if cache is not None and cache.static:
+            return cache.k, cache.v, None
+        m_proj = StackedProjections(memory.reshape(-1, self.d_model), self.k_proj, self.v_proj)
+        k, v = m_proj.heads(memory.shape[0], memory.shape[1], self.n_heads)
+        if cache is not None:
+            cache.k, cache.v, cache.static = k, v, True
+        return k, v, m_proj
 
     # ---- argument checks ------------------------------------------------------------------
     def _check(self, x, memory):

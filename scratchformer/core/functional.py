@@ -4,7 +4,8 @@ Notation: B batch, H heads, T length (Tq queries, Tk keys), Dh head size, V voca
 Every ``*_backward`` takes what the forward returned (or cached) plus the upstream
 gradient ``g`` and returns the gradient with respect to the forward's input. None of
 them builds a Jacobian: each is one or two element-wise passes. Where a formula runs
-through a tuned kernel, the kernel is named (``kernels.rows``) and tested equal to it.
+through a tuned kernel, the docstring writes the formula and names the kernel, one call
+(``kernels.rows.gelu``, ``kernels.attention.forward``), tested equal to it in ``tests/kernels``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import math
 import numpy as np
 
 from ..kernels import attention as KA
-from ..kernels import pool
 from ..kernels import rows as K
+from .checks import check_int
 
 
 # ---- softmax ----------------------------------------------------------------------
@@ -32,12 +33,9 @@ def softmax_backward(s: np.ndarray, g: np.ndarray, out: np.ndarray | None = None
 
     (The Jacobian is diag(s) - s sᵀ; multiplying it by g gives the line above.)
     ``out`` may be g itself (then g is overwritten); by default a new array.
-    Kernel: ``kernels.rows.softmax_backward_rows``.
+    Kernel: ``kernels.rows.softmax_backward`` (the line above, by blocks of rows).
     """
-    if out is None:
-        out = np.empty(np.broadcast_shapes(s.shape, g.shape), np.result_type(s, g))
-    K.map_rows(K.softmax_backward_rows, K.as_rows(s), K.as_rows(g), K.as_rows(out))
-    return out
+    return K.softmax_backward(s, g, out)
 
 
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -53,51 +51,38 @@ def log_softmax_backward(logp: np.ndarray, g: np.ndarray, axis: int = -1) -> np.
 
 def masked_softmax(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Softmax over the last axis, over the entries where ``mask`` is True; masked entries
-    get exactly 0.
+    get exactly 0::
 
-    A row with no allowed entry gives all zeros, never NaN: its max is taken as 0 and
-    its denominator as 1. No magic ``-1e9``: masked entries are set to -inf, so they
-    drop out of the max and exp(-inf) = 0. The backward is ``softmax_backward``
-    (masked entries have s = 0, so their gradient is 0). Works in place on ``x``
-    (scores (B, H, Tq, Tk), mask broadcastable to it): pass a temporary.
-    Kernel: ``kernels.rows.masked_softmax_rows``, run over blocks of the batch axis.
+        x ← where(mask, x, -inf);  m = max x (0 for a fully masked row);
+        e = exp(x - m);  s = e / sum(e) (sum taken as 1 for a fully masked row)
+
+    A row with no allowed entry gives all zeros, never NaN, and no magic ``-1e9`` is
+    needed: masked entries drop out of the max, and exp(-inf) = 0. The backward is
+    ``softmax_backward`` (masked entries have s = 0, so their gradient is 0). Works in
+    place on ``x`` (scores (B, H, Tq, Tk), mask broadcastable to it): pass a temporary.
+    Kernel: ``kernels.rows.masked_softmax`` (the lines above, by blocks of the batch).
     """
-    if x.ndim < 2 or (mask is not None and mask.ndim > x.ndim):
-        K.masked_softmax_rows(x, mask)
-    else:  # blocks of axis 0 (batch); a mask with one row there is shared by every block
-        if mask is not None and mask.ndim < x.ndim:
-            mask = mask.reshape((1,) * (x.ndim - mask.ndim) + mask.shape)
-        K.map_rows(K.masked_softmax_rows, x, mask)
-    return x
+    return K.masked_softmax(x, mask)
 
 
 # ---- activations --------------------------------------------------------------------
 def gelu(x: np.ndarray) -> np.ndarray:
-    """tanh-GELU: 0.5·x·(1 + tanh(z)), z = √(2/π)(x + 0.044715x³). Kernel: ``gelu_rows``."""
-    x = np.asarray(x)
-    y = _empty_float(x)
-    K.map_rows(K.gelu_rows, K.as_rows(x), K.as_rows(y), None)
-    return y
+    """tanh-GELU: 0.5·x·(1 + tanh(z)), z = √(2/π)(x + 0.044715x³).
+    Kernel: ``kernels.rows.gelu`` (this line, by blocks of rows)."""
+    return K.gelu(np.asarray(x))
 
 
 def gelu_with_grad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(gelu(x), gelu'(x)) from shared intermediates z and tanh z, for a layer that will
-    run the backward: it then costs one multiply, ``g * gelu'(x)``. Formula: ``gelu_backward``."""
-    x = np.asarray(x)
-    y, dydx = _empty_float(x), _empty_float(x)
-    K.map_rows(K.gelu_rows, K.as_rows(x), K.as_rows(y), K.as_rows(dydx))
-    return y, dydx
+    run the backward: it then costs one multiply, ``g * gelu'(x)``. Formula: ``gelu_backward``.
+    Kernel: ``kernels.rows.gelu_with_grad``."""
+    return K.gelu_with_grad(np.asarray(x))
 
 
 def gelu_backward(x: np.ndarray, g: np.ndarray) -> np.ndarray:
     """dx = g · gelu'(x), gelu'(x) = 0.5(1 + tanh z) + 0.5·x·(1 - tanh² z)·z',
     z' = √(2/π)(1 + 3·0.044715x²)."""
     return g * gelu_with_grad(x)[1]
-
-
-def _empty_float(x: np.ndarray) -> np.ndarray:
-    """A C-contiguous output buffer shaped like x, in x's float dtype (float64 for ints)."""
-    return np.empty(x.shape, x.dtype if x.dtype.kind == "f" else np.float64)
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -125,50 +110,53 @@ def causal_mask(T: int, offset: int = 0) -> np.ndarray:
     With offset 0 it is square and True on and below the diagonal. A positive offset is
     incremental decoding: T new queries after ``offset`` cached positions.
     """
-    if int(T) != T or T < 1:
-        raise ValueError(f"causal_mask length must be a positive integer, got {T!r}")
-    if int(offset) != offset or offset < 0:
-        raise ValueError(f"causal_mask offset must be a non-negative integer, got {offset!r}")
-    T, offset = int(T), int(offset)
+    T, offset = check_int("T", T, low=1), check_int("offset", offset, low=0)
     return (np.arange(offset + T)[None, :] <= offset + np.arange(T)[:, None])[None, None]
 
 
 # ---- scaled dot-product attention ---------------------------------------------------
 def attention(q, k, v, mask=None, dropout=None):
-    """softmax(q kᵀ / √Dh) v with a boolean mask (True = may attend).
+    """softmax(q kᵀ / √Dh) v with a boolean mask (True = may attend)::
+
+        s   = q kᵀ / √Dh                 scores    (B, H, Tq, Tk)
+        p   = masked_softmax(s, mask)    weights   (B, H, Tq, Tk), each row sums to 1
+        out = dropout(p) v                         (B, H, Tq, Dh)
 
     q (B, H, Tq, Dh), k and v (B, H, Tk, Dh), mask broadcastable to (B, H, Tq, Tk).
-    ``dropout``: a ``Dropout`` applied to the weights before they meet v (training), or None.
-    Returns (out (B, H, Tq, Dh), p (B, H, Tq, Tk)), p the weights before dropout.
-    A fully masked query row gives zeros. Kernel (no dropout): ``kernels.attention``, the
-    same formula chunk by chunk of the batch, bit for bit.
+    ``dropout``: a ``Dropout`` applied to the weights before they meet v, or None.
+    Returns (out, p), p the weights before dropout. A fully masked query row gives zeros.
+    Kernel: ``kernels.attention.forward``, these three lines chunk by chunk of the
+    batch, bit for bit; the plain lines run where it does not apply (3-D arrays, a batch
+    axis that broadcasts).
     """
-    if (dropout is None or not dropout.active) and KA.fusable(q, k, v, mask):
-        return KA.forward(q, k, v, mask, 1.0 / math.sqrt(q.shape[-1]))
-    scores = pool.matmul(q, k.swapaxes(-1, -2))  # (B, H, Tq, Tk)
-    scores *= 1.0 / math.sqrt(q.shape[-1])
-    p = masked_softmax(scores, mask)
-    pd = p if dropout is None else dropout(p)  # dropped weights, scaled by 1/(1 - p_drop)
-    return pool.matmul(pd, v), p  # (B, H, Tq, Dh)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    drop = None if dropout is None else dropout.draw(_scores_shape(q, k), np.result_type(q, k))
+    if KA.fusable(q, k, v, mask):
+        return KA.forward(q, k, v, mask, scale, drop)
+    p = masked_softmax(q @ k.swapaxes(-1, -2) * scale, mask)  # (B, H, Tq, Tk)
+    return (p if drop is None else p * drop) @ v, p  # (B, H, Tq, Dh)
 
 
 def attention_backward(q, k, v, p, g, dropout=None):
     """Gradients (dq, dk, dv) of ``attention`` given its inputs, its weights p, the same
-    ``dropout`` (holding the forward's mask) and g = dL/dout. With pd = dropout(p)::
+    ``dropout`` (holding the forward's mask m) and g = dL/dout. With pd = p ⊙ m::
 
-        dv = pdᵀ g;  dpd = g vᵀ;  dp = dropout.backward(dpd);
-        ds = p (dp - sum(dp p));  dq = ds k / √Dh;  dk = dsᵀ q / √Dh.
+        dv = pdᵀ g;  dp = (g vᵀ) ⊙ m;  ds = p (dp - sum(dp p));  dq = ds k / √Dh;  dk = dsᵀ q / √Dh.
+
+    Kernel: ``kernels.attention.backward``, these lines chunk by chunk of the batch.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
-    if (dropout is None or not dropout.active) and KA.fusable(q, k, v):
-        return KA.backward(q, k, v, p, g, scale)
-    pd = p if dropout is None else dropout.backward(p)  # the forward's p·m/(1-p_drop)
-    dv = pool.matmul(pd.swapaxes(-1, -2), g)  # (B, H, Tk, Dh)
-    dp = pool.matmul(g, v.swapaxes(-1, -2))  # (B, H, Tq, Tk)
-    if dropout is not None:
-        dp = dropout.backward(dp)
-    ds = softmax_backward(p, dp, out=dp)  # masked entries: p = 0, so ds = 0
-    ds *= scale
-    dq = pool.matmul(ds, k)  # (B, H, Tq, Dh)
-    dk = pool.matmul(ds.swapaxes(-1, -2), q)  # (B, H, Tk, Dh)
-    return dq, dk, dv
+    drop = None if dropout is None else dropout.mask
+    if KA.fusable(q, k, v):
+        return KA.backward(q, k, v, p, g, scale, drop)
+    m = 1.0 if drop is None else drop
+    dv = (p * m).swapaxes(-1, -2) @ g  # (B, H, Tk, Dh)
+    dp = (g @ v.swapaxes(-1, -2)) * m  # (B, H, Tq, Tk)
+    ds = softmax_backward(p, dp) * scale  # masked entries: p = 0, so ds = 0
+    return ds @ k, ds.swapaxes(-1, -2) @ q, dv  # (B, H, Tq, Dh), (B, H, Tk, Dh)
+
+
+def _scores_shape(q: np.ndarray, k: np.ndarray) -> tuple[int, ...]:
+    """The shape of q kᵀ: (..., Tq, Tk), leading axes broadcast."""
+    lead = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] else np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+    return lead + (q.shape[-2], k.shape[-2])

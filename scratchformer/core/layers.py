@@ -16,6 +16,7 @@ import numpy as np
 from ..kernels import linear
 from ..kernels import rows as K
 from . import functional as F
+from .checks import check_choice, check_real
 from .module import Module, Parameter
 from .tokens import check_token_range
 
@@ -135,21 +136,17 @@ class LayerNorm(Module):
         self.eps = eps
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        D = x.shape[-1]
-        x2 = x.reshape(-1, D)  # (N, D)
-        y, xhat = np.empty(x2.shape, x.dtype), np.empty(x2.shape, x.dtype)
-        rstd = np.empty((x2.shape[0], 1), x.dtype)  # (N, 1)
-        K.map_rows(K.layernorm_rows, x2, self.weight.data, self.bias.data, self.eps, y, xhat, rstd)
-        self._xhat, self._rstd = xhat, rstd
+        x2 = x.reshape(-1, x.shape[-1])  # (N, D)
+        # x̂ = (x - mean)·rstd, rstd = 1/√(var + eps);  y = x̂·weight + bias
+        y, self._xhat, self._rstd = K.layernorm(x2, self.weight.data, self.bias.data, self.eps)
         return y.reshape(x.shape)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
-        xhat, rstd = self._xhat, self._rstd  # (N, D), (N, 1)
-        g2 = g.reshape(xhat.shape)  # (N, D)
-        dx, gxhat = np.empty_like(xhat), np.empty_like(xhat)
-        K.map_rows(K.layernorm_backward_rows, g2, xhat, rstd, self.weight.data, dx, gxhat)
-        self.weight.grad += K.colsum(gxhat)  # Σ g·x̂
-        self.bias.grad += K.colsum(g2)  # Σ g
+        g2 = g.reshape(self._xhat.shape)  # (N, D)
+        # dx = rstd·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)), ĝ = g·weight;  Σ g·x̂;  Σ g
+        dx, dweight, dbias = K.layernorm_backward(g2, self._xhat, self._rstd, self.weight.data)
+        self.weight.grad += dweight
+        self.bias.grad += dbias
         return dx.reshape(g.shape)
 
 
@@ -161,9 +158,7 @@ class Dropout(Module):
     """
 
     def __init__(self, p: float = 0.1, rng: np.random.Generator | None = None):
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout p must be in [0, 1), got {p}")
-        self.p = p
+        self.p = check_real("p", p, 0.0, 1.0, high_open=True)
         self._gen = default_rng(rng)
         self._mask = None
 
@@ -172,54 +167,62 @@ class Dropout(Module):
         """True when ``forward`` draws a mask (training with p > 0)."""
         return self.training and self.p > 0.0
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        if not self.training or self.p == 0.0:
+    @property
+    def mask(self) -> np.ndarray | None:
+        """The last mask drawn, m / (1 - p) with m ~ Bernoulli(1 - p), or None (inactive)."""
+        return self._mask
+
+    def draw(self, shape: tuple[int, ...], dtype) -> np.ndarray | None:
+        """Draw the mask for an input of ``shape`` (None when inactive) and keep it for
+        ``backward``: what ``forward`` multiplies by, for a caller that applies it itself
+        (attention's kernel)."""
+        if not self.active:
             self._mask = None
-            return x
-        keep = self._gen.random(x.shape, dtype=np.float32) >= self.p
-        self._mask = keep.astype(x.dtype)
+            return None
+        keep = self._gen.random(shape, dtype=np.float32) >= self.p
+        self._mask = keep.astype(dtype)
         self._mask *= 1.0 / (1.0 - self.p)
-        return x * self._mask
+        return self._mask
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        m = self.draw(x.shape, x.dtype)
+        return x if m is None else x * m
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         return g if self._mask is None else g * self._mask
 
 
 class FeedForward(Module):
-    """Position-wise FFN: linear2(dropout(act(linear1(x)))), D → F → D; act is GELU or ReLU."""
+    """Position-wise FFN: y = linear2(dropout(act(h))), h = linear1(x), D → F → D; act is
+    GELU or ReLU. Backward: dh = da · act'(h), act'(h) kept from a training forward."""
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", dropout: float = 0.0,
                  rng: np.random.Generator | None = None, dtype=np.float32,
                  dropout_rng: np.random.Generator | None = None):
-        if activation not in ("gelu", "relu"):
-            raise ValueError(f"activation must be 'gelu' or 'relu', got {activation!r}")
+        self.activation = check_choice("activation", activation, ("gelu", "relu"))
         rng = default_rng(rng)
         self.linear1 = Linear(d_model, d_ff, rng=rng, dtype=dtype)
         self.linear2 = Linear(d_ff, d_model, rng=rng, dtype=dtype)
         self.dropout = Dropout(dropout, dropout_rng if dropout_rng is not None else rng)
-        self.activation = activation
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         h = self.linear1(x)  # (B, T, F)
-        self._h, self._dgelu = h, None
-        if self.activation == "relu":
-            a = F.relu(h)
-        elif self.training:  # keep gelu'(h): the backward is then one multiply
-            a, self._dgelu = F.gelu_with_grad(h)
-        else:
-            a = F.gelu(h)
+        a, self._dact = self._act(h, with_grad=self.training)  # act(h); act'(h) when training
+        self._h = h
         return self.linear2(self.dropout(a))  # (B, T, D)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         da = self.dropout.backward(self.linear2.backward(g))  # (B, T, F)
-        if self.activation == "gelu" and self._dgelu is not None:
-            dh = da
-            dh *= self._dgelu  # dh = da · gelu'(h), in da's fresh buffer
-        elif self.activation == "gelu":  # forward ran in eval mode: compute gelu'(h) now
-            dh = F.gelu_backward(self._h, da)
-        else:
-            dh = F.relu_backward(self._h, da)
-        return self.linear1.backward(dh)  # (B, T, D)
+        if self._dact is None:  # the forward ran in eval mode: act'(h) now
+            self._dact = self._act(self._h, with_grad=True)[1]
+        da *= self._dact  # dh = da · act'(h), in da's fresh buffer
+        return self.linear1.backward(da)  # (B, T, D)
+
+    def _act(self, h: np.ndarray, with_grad: bool):
+        """(act(h), act'(h) or None): GELU's pair from one kernel pass; ReLU' = [h > 0]."""
+        if self.activation == "relu":
+            return F.relu(h), (h > 0) if with_grad else None
+        return F.gelu_with_grad(h) if with_grad else (F.gelu(h), None)
 
 
 def embed_tokens(embed: Embedding, pos: PositionalEncoding, dropout: Dropout, ids: np.ndarray,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.rows import rowsum
+from .checks import check_real
 
 
 class CrossEntropyLoss:
@@ -21,15 +22,32 @@ class CrossEntropyLoss:
     returns dL/dlogits with the logits' shape. Stable for logits of any magnitude."""
 
     def __init__(self, ignore_index: int | None = None, label_smoothing: float = 0.0):
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
+        self.label_smoothing = check_real("label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
+        self.ignore_index = ignore_index
         self._saved = None
 
     def __call__(self, logits: np.ndarray, targets: np.ndarray) -> float:
         return self.forward(logits, targets)
 
     def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
+        logits, y, valid, n = self._check(logits, targets)  # (N, V), (N,), (N,), count
+        V = logits.shape[-1]
+        shifted = logits - logits.max(axis=-1, keepdims=True)  # (N, V)
+        e = np.exp(shifted)  # (N, V), kept: softmax = e / Z for the backward
+        Z = rowsum(e)  # (N, 1)
+        log_z = np.log(Z)
+        y_safe = np.where(valid, y, 0)
+        nll = log_z[:, 0] - shifted[np.arange(y.size), y_safe]  # -log p_y     (N,)
+        eps = self.label_smoothing
+        per_pos = (1.0 - eps) * nll
+        if eps > 0:  # -mean_v log p_v = log Z - mean_v shifted_v
+            per_pos = per_pos + eps * (log_z[:, 0] - rowsum(shifted)[:, 0] / V)
+        loss = float(per_pos[valid].sum() / n)
+        self._saved = (e, Z, y_safe, valid, n, np.shape(targets) + (V,))
+        return loss
+
+    def _check(self, logits, targets):
+        """(logits (N, V), targets (N,), valid (N,) bool, n valid) or an error saying what is wrong."""
         logits, targets = np.asarray(logits), np.asarray(targets)
         if logits.dtype.kind != "f":
             raise TypeError(f"logits must be a float array, got dtype {logits.dtype}")
@@ -47,20 +65,7 @@ class CrossEntropyLoss:
         n = int(valid.sum())
         if n == 0:
             raise ValueError("every target is ignore_index: the mean loss is undefined")
-        shifted = logits.reshape(-1, V) - logits.reshape(-1, V).max(axis=-1, keepdims=True)
-        e = np.exp(shifted)  # (N, V), kept: softmax = e / Z for the backward
-        Z = rowsum(e)  # (N, 1)
-        log_z = np.log(Z)
-        y_safe = np.where(valid, y, 0)
-        rows = np.arange(y.size)
-        nll = log_z[:, 0] - shifted[rows, y_safe]  # -log p_y     (N,)
-        eps = self.label_smoothing
-        per_pos = (1.0 - eps) * nll
-        if eps > 0:  # -mean_v log p_v = log Z - mean_v shifted_v
-            per_pos = per_pos + eps * (log_z[:, 0] - rowsum(shifted)[:, 0] / V)
-        loss = float(per_pos[valid].sum() / n)
-        self._saved = (e, Z, y_safe, valid, n, logits.shape)
-        return loss
+        return logits.reshape(-1, V), y, valid, n
 
     def backward(self) -> np.ndarray:
         """dL/dlogits = (softmax - q) / n on valid positions, zero elsewhere."""

@@ -1,14 +1,15 @@
 """Fused projections for multi-head attention: q, k and v from ONE matmul.
 
 Three Linear layers q_proj, k_proj, v_proj (each D → D) applied to the same input are
-one matmul with their weights stacked to (3D, D) — a single large BLAS call instead of
-three. For cross-attention k and v share an input (the encoder memory) and are stacked
-to (2D, D). The results come back as strided views split into heads, no copy::
+one matmul with their weights stacked to w_qkv = [W_q; W_k; W_v] (3D, D) — a single large
+BLAS call instead of three. For cross-attention k and v share an input (the encoder
+memory) and are stacked to w_kv = [W_k; W_v] (2D, D). The layer stacks its own weights and
+passes the arrays in. The results come back as strided views split into heads, no copy::
 
     x (N, D) @ [W_q; W_k; W_v]ᵀ + [b_q; b_k; b_v]  →  (N, 3D)  →  3 × (B, H, T, Dh)
 
 Backward goes the other way: the heads' gradients are written into one (N, nD) buffer, so
-the stacked weights' gradient is one matmul too, then split back onto each Linear.
+the stacked weights' gradient is one matmul too; the layer adds its slices onto each Linear.
 ``tests/kernels`` hold these equal to three separate ``Linear`` calls.
 
 Notation: B batch, T length, N = B·T rows, D d_model, H heads, Dh = D / H, n projections.
@@ -19,12 +20,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import linear
-
-
-def stack(projs) -> tuple[np.ndarray, np.ndarray]:
-    """Weights (nD, D) and biases (nD,) of the Linear layers ``projs``, stacked in order."""
-    return (np.concatenate([p.weight.data for p in projs]),
-            np.concatenate([p.bias.data for p in projs]))
 
 
 def split_heads(y: np.ndarray, B: int, T: int, n: int, H: int) -> np.ndarray:
@@ -47,14 +42,14 @@ def merge_heads(grads, B: int, T: int) -> np.ndarray:
     return out
 
 
-def project_backward(projs, x2: np.ndarray, w: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """Backward of ``project``: dy (B·T, nD) → adds dW = dyᵀ x, db = Σ dy onto each Linear
-    in ``projs`` (its slice of rows), returns dx2 = dy W (B·T, D)."""
-    D = x2.shape[1]
-    dw = np.zeros_like(w)  # (nD, D): every projection's weight gradient in one matmul
+def project_backward(x2: np.ndarray, w: np.ndarray, grads) -> tuple:
+    """Backward of ``project``: the n heads' gradients (B, H, T, Dh), merged into one
+    dy (B·T, nD) → (dx2 = dy W (B·T, D), dW = dyᵀ x2 (nD, D), db = Σ_rows dy (nD,)).
+    Every projection's weight gradient in one matmul; rows i·D:(i+1)·D of dW and db
+    belong to projection i."""
+    B, _, T, _ = grads[0].shape
+    dy = merge_heads(grads, B, T)  # (B·T, nD)
+    dw = np.zeros_like(w)  # (nD, D)
     db = np.zeros(w.shape[0], dtype=w.dtype)  # (nD,)
-    dx2 = linear.backward(x2, dy, w, dw, db)
-    for i, p in enumerate(projs):
-        p.weight.grad += dw[i * D:(i + 1) * D]
-        p.bias.grad += db[i * D:(i + 1) * D]
-    return dx2  # (B·T, D)
+    dx2 = linear.backward(x2, dy, w, dw, db)  # adds dyᵀ x2 into dw, Σ dy into db
+    return dx2, dw, db

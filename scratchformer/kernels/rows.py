@@ -6,9 +6,11 @@ of a Transformer (megabytes each) that memory traffic, not arithmetic, is the co
 ``map_rows`` instead runs the *whole chain* on one block of rows at a time, small
 enough (~256 KB an array) to stay in the CPU's L2 cache, so memory is touched about once.
 
-Each kernel below computes the formula of the function in ``core.functional`` (or the
-layer in ``core.layers``) that calls it; ``tests/kernels`` hold every kernel equal to
-that plain formula. Exactness: a kernel only ever combines numbers within one row, so a
+The core calls the array-in, array-out functions (``masked_softmax``, ``softmax_backward``,
+``gelu``, ``gelu_with_grad``, ``layernorm``, ``layernorm_backward``): each allocates its
+outputs and runs its ``*_rows`` kernel over the rows. Each computes the formula of the
+function in ``core.functional`` (or the layer in ``core.layers``) that calls it;
+``tests/kernels`` hold every kernel equal to that plain formula. Exactness: a kernel only ever combines numbers within one row, so a
 row's result does not depend on the blocking.
 
 Threads: when the worker pool is on (``pool.threads``), its workers take blocks too
@@ -101,6 +103,29 @@ def softmax_backward_rows(s: np.ndarray, g: np.ndarray, dx: np.ndarray) -> None:
     dx *= s
 
 
+def masked_softmax(s: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``masked_softmax_rows`` over blocks of s's first axis (the batch), in place; returns s.
+
+    s: scores (..., n); mask broadcastable to s. A mask with one row on that axis (or fewer
+    dimensions) is shared by every block.
+    """
+    if s.ndim < 2 or (mask is not None and mask.ndim > s.ndim):
+        masked_softmax_rows(s, mask)
+    else:
+        if mask is not None and mask.ndim < s.ndim:
+            mask = mask.reshape((1,) * (s.ndim - mask.ndim) + mask.shape)
+        map_rows(masked_softmax_rows, s, mask)
+    return s
+
+
+def softmax_backward(s: np.ndarray, g: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """dx = s·(g - Σ g·s) over the last axis, by blocks of rows; ``out`` may be g itself."""
+    if out is None:
+        out = np.empty(np.broadcast_shapes(s.shape, g.shape), np.result_type(s, g))
+    map_rows(softmax_backward_rows, as_rows(s), as_rows(g), as_rows(out))
+    return out
+
+
 # ---- GELU ------------------------------------------------------------------------------------
 def gelu_rows(x: np.ndarray, y: np.ndarray, dydx: np.ndarray | None) -> None:
     """y = gelu(x) and, unless dydx is None, dydx = gelu'(x), for a block of rows.
@@ -129,6 +154,25 @@ def gelu_rows(x: np.ndarray, y: np.ndarray, dydx: np.ndarray | None) -> None:
     np.subtract(1.0, t, out=dydx)  # 1 - s
     dydx *= x2
     dydx += t  # s + x·s·(1 - s)·2z'
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """gelu(x), by blocks of rows (``gelu_rows``); integer input gives float64."""
+    y = _empty_float(x)
+    map_rows(gelu_rows, as_rows(x), as_rows(y), None)
+    return y
+
+
+def gelu_with_grad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(gelu(x), gelu'(x)), by blocks of rows, from the same intermediates (``gelu_rows``)."""
+    y, dydx = _empty_float(x), _empty_float(x)
+    map_rows(gelu_rows, as_rows(x), as_rows(y), as_rows(dydx))
+    return y, dydx
+
+
+def _empty_float(x: np.ndarray) -> np.ndarray:
+    """A C-contiguous output buffer shaped like x, in x's float dtype (float64 for ints)."""
+    return np.empty(x.shape, x.dtype if x.dtype.kind == "f" else np.float64)
 
 
 # ---- LayerNorm -------------------------------------------------------------------------------
@@ -162,3 +206,20 @@ def layernorm_backward_rows(g, xhat, rstd, weight, dx, gxhat) -> None:
     dx -= mean_ghat
     dx -= xhat * mean_ghat_xhat
     dx *= rstd  # rstd·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂))
+
+
+def layernorm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float):
+    """LayerNorm of the rows of x (N, n) → (y, x̂, rstd): y and x̂ (N, n), rstd (N, 1),
+    by blocks of rows (``layernorm_rows``)."""
+    y, xhat = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
+    rstd = np.empty((x.shape[0], 1), x.dtype)
+    map_rows(layernorm_rows, x, weight, bias, eps, y, xhat, rstd)
+    return y, xhat, rstd
+
+
+def layernorm_backward(g: np.ndarray, xhat: np.ndarray, rstd: np.ndarray, weight: np.ndarray):
+    """Backward of ``layernorm`` for g (N, n) → (dx (N, n), dweight = Σ_rows g·x̂,
+    dbias = Σ_rows g), by blocks of rows (``layernorm_backward_rows``) and BLAS sums."""
+    dx, gxhat = np.empty_like(xhat), np.empty_like(xhat)
+    map_rows(layernorm_backward_rows, g, xhat, rstd, weight, dx, gxhat)
+    return dx, colsum(gxhat), colsum(g)

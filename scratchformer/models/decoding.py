@@ -27,19 +27,15 @@ it; the EOS is what ends a row.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from ..core.checks import check_int, check_real
 from ..core.functional import causal_mask, log_softmax, padding_mask
 from ..core.tokens import BOS, EOS
+from .sampling import check_sampling, make_rng, sample_next
 
 
 # ---- shared machinery ------------------------------------------------------------------
-def _is_int(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-
 def _check_model(fn: str, model) -> None:
     if not (hasattr(model, "encode") and hasattr(model, "decode_step")):
         raise TypeError(f"{fn} needs an encoder–decoder model with encode() and decode_step(), "
@@ -56,13 +52,9 @@ def _check_inputs(fn: str, model, src, max_len, bos_id, eos_id, src_mask):
                         f"got dtype {src.dtype}")
     if src.ndim != 2:
         raise ValueError(f"{fn}: src must have shape (B, S), got shape {src.shape}")
-    if not _is_int(max_len) or not 1 <= max_len <= cfg.max_len:
-        raise ValueError(f"{fn}: max_len must be an integer in [1, {cfg.max_len}] "
-                         f"(the model's max_len), got {max_len!r}")
+    check_int("max_len", max_len, 1, cfg.max_len)  # at most the model's max_len
     for name, value in (("bos_id", bos_id), ("eos_id", eos_id)):
-        if not _is_int(value) or not 0 <= value < cfg.tgt_vocab_size:
-            raise ValueError(f"{fn}: {name} must be a token id in [0, {cfg.tgt_vocab_size}), "
-                             f"got {value!r}")
+        check_int(name, value, 0, cfg.tgt_vocab_size - 1)  # a token id of the target vocabulary
     if src_mask is None:
         src_mask = padding_mask(src, cfg.pad_id)  # (B, 1, 1, S), True = real token
     return src, np.asarray(src_mask)
@@ -137,46 +129,21 @@ def sample_decode(model, src, max_len: int, temperature: float = 1.0, top_k: int
                   rng=None, bos_id: int = BOS, eos_id: int = EOS, use_cache: bool = True,
                   src_mask=None) -> np.ndarray:
     """Ancestral sampling: y_{t+1} ~ softmax(logits / temperature), restricted to the
-    ``top_k`` most likely tokens when given (``top_k=1`` is greedy).
+    ``top_k`` most likely tokens when given; ``temperature=0`` or ``top_k=1`` is greedy.
 
-    Drawn with the Gumbel-max trick, ``argmax(logits / T + g)``, g ~ Gumbel(0, 1) i.i.d.,
-    which samples exactly from the softmax and never picks an excluded (−inf) token.
-    ``rng``: an ``np.random.Generator``, an int seed, or None for a generator seeded with
-    ``model.config.seed`` (so a call repeats itself). Output format as ``greedy_decode``.
+    Each token is drawn by ``sampling.sample_next`` (inverse CDF), the sampler of
+    ``GPT.generate`` too. ``rng``: an ``np.random.Generator``, an int seed, or None for
+    the model's sampling stream (``sampling.make_rng``: a call repeats itself).
+    Output format as ``greedy_decode``.
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)) \
-            or not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"sample_decode: temperature must be a positive finite number, "
-                         f"got {temperature!r}")
     _check_model("sample_decode", model)
-    V = model.config.tgt_vocab_size
-    if top_k is not None and (not _is_int(top_k) or top_k < 1):
-        raise ValueError(f"sample_decode: top_k must be None or a positive integer, got {top_k!r}")
-    if rng is None:
-        rng = np.random.default_rng(model.config.seed)
-    elif _is_int(rng):
-        rng = np.random.default_rng(int(rng))
-    elif not isinstance(rng, np.random.Generator):
-        raise TypeError(f"sample_decode: rng must be a numpy Generator, an int seed or None, "
-                        f"got {type(rng).__name__}")
-
-    def choose(logits):  # (N, V) → (N,)
-        z = logits.astype(np.float64) / temperature
-        if top_k is not None and top_k < V:
-            kth = np.partition(z, V - top_k, axis=-1)[:, V - top_k, None]  # (N, 1)
-            z[z < kth] = -np.inf
-        return (z + rng.gumbel(size=z.shape)).argmax(axis=-1)
-
+    temperature, top_k = check_sampling(temperature, top_k)
+    gen = make_rng(rng, model.config.seed)
     return _decode_loop("sample_decode", model, src, max_len, bos_id, eos_id, use_cache,
-                        src_mask, choose)
+                        src_mask, lambda logits: sample_next(logits, temperature, top_k, gen))
 
 
 # ---- beam search -----------------------------------------------------------------------
-def _length_penalty(length, alpha: float):
-    """GNMT (Wu et al., 2016): lp(L) = ((5 + L) / 6)^α; α = 0 gives raw log-probabilities."""
-    return ((5.0 + np.asarray(length, dtype=np.float64)) / 6.0) ** alpha
-
-
 def beam_search(model, src, beam_size: int, max_len: int, bos_id: int = BOS, eos_id: int = EOS,
                 length_penalty: float = 0.6, use_cache: bool = True, return_scores: bool = False,
                 src_mask=None):
@@ -191,96 +158,146 @@ def beam_search(model, src, beam_size: int, max_len: int, bos_id: int = BOS, eos
     beams are finished too, without EOS); its rows then leave the batch. Since finished
     hypotheses only come from the top K, ``beam_size=1`` is exactly ``greedy_decode``.
 
-    Rows are flattened source-major: row b·K + k is beam k of source b. The memory is
-    encoded once per source and repeated K times; ``cache.reorder(rows)`` and the same
-    indexing of memory and source mask follow every beam reordering.
+    One step, in named parts: ``_rank`` (the best 2K extensions), ``_finishing`` (which of
+    them finish), ``_Finished.offer`` (keep the best finished one per source),
+    ``_survivors`` (the K that live on), ``_Beams.extend`` / ``keep`` (reorder the beams
+    and the cache, drop the sources that are done).
 
     Returns tokens (B, L) in ``greedy_decode``'s format, or ``(tokens, scores)`` with
     ``return_scores``: scores (B,) float64, the best hypothesis' s / lp(L).
     """
-    fn = "beam_search"
-    src, src_mask = _check_inputs(fn, model, src, max_len, bos_id, eos_id, src_mask)
-    if not _is_int(beam_size) or beam_size < 1:
-        raise ValueError(f"{fn}: beam_size must be a positive integer, got {beam_size!r}")
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float, np.floating)) \
-            or not math.isfinite(length_penalty):
-        raise ValueError(f"{fn}: length_penalty must be a finite number, got {length_penalty!r}")
-    K, V, pad = int(beam_size), model.config.tgt_vocab_size, model.config.pad_id
-    B = src.shape[0]
-    C = min(2 * K, K * V)  # candidates kept per source and step
-    best_tok = np.full((B, max_len), pad, dtype=np.int64)  # best finished hypothesis so far
-    best_len = np.zeros(B, dtype=np.int64)
-    best_score = np.full(B, -np.inf)  # normalised s / lp(L)
-    n_fin = np.zeros(B, dtype=np.int64)  # finished hypotheses per source
-
-    def offer(live, rows_tok, scores, lengths, ok):
-        """Candidates (N, C') of live sources: keep each source's best if it beats the old."""
-        norm = np.where(ok, scores / _length_penalty(lengths, length_penalty), -np.inf)
-        j = norm.argmax(axis=1)  # (N,) first best in rank order
-        n = np.arange(len(live))
-        better = norm[n, j] > best_score[live]
-        src_rows, j = live[better], j[better]
-        best_score[src_rows] = norm[n[better], j]
-        L = lengths if np.ndim(lengths) == 0 else lengths[n[better], j]
-        best_len[src_rows] = L
-        best_tok[src_rows] = pad
-        best_tok[src_rows, :L] = rows_tok(n[better], j)[:, :L]
-
+    src, src_mask = _check_inputs("beam_search", model, src, max_len, bos_id, eos_id, src_mask)
+    K = check_int("beam_size", beam_size, low=1)
+    best = _Finished(src.shape[0], K, max_len, model.config.pad_id,
+                     check_real("length_penalty", length_penalty))
+    V = model.config.tgt_vocab_size
     with model.eval_mode():
-        memory = model.encode(src, src_mask)  # (B, S, D): once per source
-        rep = np.repeat(np.arange(B), K)  # (B·K,) source of each row
-        steps = _Steps(model, memory[rep], src_mask[rep] if src_mask.shape[0] != 1 else src_mask,
-                       use_cache)
-        prefix = np.full((B * K, 1), bos_id, dtype=np.int64)  # (N·K, t)
-        scores = np.full((B, K), -np.inf)  # (N, K) raw log-prob sums
-        scores[:, 0] = 0.0  # all beams start identical: expand beam 0 only
-        live = np.arange(B)  # sources still searching
+        beams = _Beams(model, src, src_mask, K, bos_id, use_cache)
         for t in range(max_len):
-            N = len(live)
-            logits = steps.next_logits(prefix).astype(np.float64)  # (N·K, V)
-            cand = scores[:, :, None] + log_softmax(logits).reshape(N, K, V)  # (N, K, V)
-            cand = cand.reshape(N, K * V)
-            if C < K * V:  # the C best (unordered), then ordered by (score desc, index asc)
-                top = np.argpartition(-cand, C - 1, axis=1)[:, :C]
-            else:
-                top = np.broadcast_to(np.arange(K * V), (N, K * V))
-            top_s = np.take_along_axis(cand, top, axis=1)
-            order = np.lexsort((top, -top_s), axis=1)  # ties → lower flat index first
-            top = np.take_along_axis(top, order, axis=1)  # (N, C) ranked
-            top_s = np.take_along_axis(top_s, order, axis=1)
-            beam, tok = top // V, top % V  # (N, C)
+            logp = log_softmax(beams.next_logits().astype(np.float64))  # (N·K, V)
+            flat, score = _rank(beams.scores, logp, min(2 * K, K * V))  # (N, C) each, ranked
+            parent, tok = np.divmod(flat, V)  # (N, C): the beam extended, the token added
             is_eos = tok == eos_id
-            base = np.arange(N)[:, None] * K  # row of beam 0 of each live source
-
-            def seq(n, j, beam=beam, tok=tok, base=base, prefix=prefix):  # tokens w/o BOS
-                rows = (base[n, 0] + beam[n, j])
-                return np.concatenate([prefix[rows, 1:], tok[n, j][:, None]], axis=1)
-
-            # finished: EOS among the top K, at most K per source over the whole search
-            fin = is_eos & (np.arange(C) < K) & np.isfinite(top_s)
-            slot = n_fin[live][:, None] + np.cumsum(fin, axis=1)  # 1-based slot it would fill
-            fin &= slot <= K
-            if fin.any():
-                offer(live, seq, top_s, t + 1, fin)
-                n_fin[live] += fin.sum(axis=1)
-            # alive: the K best non-EOS candidates, in rank order
-            sel = np.argsort(is_eos, axis=1, kind="stable")[:, :K]  # (N, K)
-            new_beam = np.take_along_axis(beam, sel, axis=1)
-            new_tok = np.take_along_axis(tok, sel, axis=1)
-            new_s = np.take_along_axis(top_s, sel, axis=1)
-            new_s[np.take_along_axis(is_eos, sel, axis=1)] = -np.inf  # only when C < 2K
-            rows = (base + new_beam).ravel()  # (N·K,) parent row of each new beam
-            prefix = np.concatenate([prefix[rows], new_tok.reshape(-1, 1)], axis=1)
+            fin = _finishing(is_eos, score, best.count[beams.live], K)
+            best.offer(beams.live, score, fin, beams.prefix, beams.rows(parent), tok)
+            beams.extend(*_survivors(parent, tok, score, is_eos, K))
             if t == max_len - 1:  # out of room: live beams finish without EOS
-                offer(live, lambda n, j: prefix[base[n, 0] + j, 1:], new_s, max_len,
-                      np.isfinite(new_s))
+                best.offer(beams.live, beams.scores, np.isfinite(beams.scores), beams.prefix,
+                           beams.rows(np.arange(K)))
                 break
-            done = (n_fin[live] >= K) | ~np.isfinite(new_s).any(axis=1)
-            keep = np.flatnonzero(~done)
-            if keep.size == 0:
+            done = (best.count[beams.live] >= K) | ~np.isfinite(beams.scores).any(axis=1)
+            if done.all():
                 break
-            rows_keep = (keep[:, None] * K + np.arange(K)).ravel()
-            steps.select(rows[rows_keep])  # reorder beams and drop finished sources at once
-            prefix, scores, live = prefix[rows_keep], new_s[keep], live[keep]
-    tokens = best_tok[:, : int(best_len.max())]
-    return (tokens, best_score) if return_scores else tokens
+            beams.keep(np.flatnonzero(~done))
+    tokens = best.tokens[:, : int(best.length.max())]
+    return (tokens, best.score) if return_scores else tokens
+
+
+class _Beams:
+    """The live hypotheses: K rows per source still searching, flattened source-major
+    (row n·K + k is beam k of live source n). ``prefix`` (N·K, t) starts with BOS,
+    ``scores`` (N, K) are the raw log-probability sums, ``live`` (N,) the source of each
+    group. The memory is encoded once per source and repeated K times."""
+
+    def __init__(self, model, src, src_mask, K: int, bos_id: int, use_cache: bool):
+        B = src.shape[0]
+        rep = np.repeat(np.arange(B), K)  # (B·K,) source of each row
+        memory = model.encode(src, src_mask)  # (B, S, D): once per source
+        self.steps = _Steps(model, memory[rep], src_mask[rep] if src_mask.shape[0] != 1 else src_mask,
+                            use_cache)
+        self.K = K
+        self.prefix = np.full((B * K, 1), bos_id, dtype=np.int64)  # (N·K, t)
+        self.scores = np.full((B, K), -np.inf)  # (N, K)
+        self.scores[:, 0] = 0.0  # all beams start identical: expand beam 0 only
+        self.live = np.arange(B)
+        self._parents = None  # the rows the cache must follow at the next ``keep``
+
+    def next_logits(self) -> np.ndarray:
+        """Logits of the next position of every live beam, (N·K, V)."""
+        return self.steps.next_logits(self.prefix)
+
+    def rows(self, beam: np.ndarray) -> np.ndarray:
+        """Row of beam ``beam[n, j]`` of live source n, same shape as ``beam``."""
+        return np.arange(len(self.live))[:, None] * self.K + beam
+
+    def extend(self, parent: np.ndarray, tok: np.ndarray, scores: np.ndarray) -> None:
+        """The new beams (N, K): beam ``parent`` of each source extended by ``tok``."""
+        self._parents = self.rows(parent).ravel()  # (N·K,) parent row of each new beam
+        self.prefix = np.concatenate([self.prefix[self._parents], tok.reshape(-1, 1)], axis=1)
+        self.scores = scores
+
+    def keep(self, sources: np.ndarray) -> None:
+        """Keep the live sources at positions ``sources``; the cache, the memory and the
+        source mask follow the new beams' parents and lose the other sources' rows."""
+        rows = (sources[:, None] * self.K + np.arange(self.K)).ravel()  # (N'·K,)
+        self.steps.select(self._parents[rows])  # reorder beams and drop sources at once
+        self.prefix, self.scores = self.prefix[rows], self.scores[sources]
+        self.live = self.live[sources]
+
+
+def _rank(scores: np.ndarray, logp: np.ndarray, C: int) -> tuple[np.ndarray, np.ndarray]:
+    """The C best extensions of each source's beams, ranked by score (ties → lower index).
+
+    scores (N, K) raw sums, logp (N·K, V) → flat indices k·V + v (N, C) and their scores
+    s_k + log p(v) (N, C).
+    """
+    N, K = scores.shape
+    cand = (scores[:, :, None] + logp.reshape(N, K, -1)).reshape(N, -1)  # (N, K·V)
+    if C < cand.shape[1]:  # the C best, unordered
+        top = np.argpartition(-cand, C - 1, axis=1)[:, :C]
+    else:
+        top = np.broadcast_to(np.arange(cand.shape[1]), cand.shape)
+    top_s = np.take_along_axis(cand, top, axis=1)
+    order = np.lexsort((top, -top_s), axis=1)  # score descending, then index ascending
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_s, order, axis=1)
+
+
+def _finishing(is_eos: np.ndarray, score: np.ndarray, count: np.ndarray, K: int) -> np.ndarray:
+    """Which ranked candidates (N, C) finish: an EOS among the top K with a finite score,
+    in rank order while the source has fewer than K finished hypotheses (``count`` (N,))."""
+    fin = is_eos & (np.arange(is_eos.shape[1]) < K) & np.isfinite(score)
+    return fin & (count[:, None] + np.cumsum(fin, axis=1) <= K)
+
+
+def _survivors(parent, tok, score, is_eos, K: int):
+    """The K best non-EOS candidates of each source, in rank order: (parent, tok, score),
+    each (N, K); a score is -inf where fewer than K exist (only when C < 2K)."""
+    sel = np.argsort(is_eos, axis=1, kind="stable")[:, :K]  # non-EOS first, rank order kept
+    parent, tok, score, eos = (np.take_along_axis(a, sel, axis=1)
+                               for a in (parent, tok, score, is_eos))
+    score[eos] = -np.inf
+    return parent, tok, score
+
+
+def _length_penalty(length, alpha: float):
+    """GNMT (Wu et al., 2016): lp(L) = ((5 + L) / 6)^α; α = 0 gives raw log-probabilities."""
+    return ((5.0 + np.asarray(length, dtype=np.float64)) / 6.0) ** alpha
+
+
+class _Finished:
+    """Per source: the best finished hypothesis so far (``tokens`` (B, max_len), ``length``,
+    ``score`` = s / lp(L)) and how many hypotheses it has finished (``count``)."""
+
+    def __init__(self, B: int, K: int, max_len: int, pad: int, alpha: float):
+        self.pad, self.alpha = pad, alpha
+        self.tokens = np.full((B, max_len), pad, dtype=np.int64)
+        self.length = np.zeros(B, dtype=np.int64)
+        self.score = np.full(B, -np.inf)
+        self.count = np.zeros(B, dtype=np.int64)
+
+    def offer(self, live, raw, ok, prefix, rows, last=None) -> None:
+        """Candidates (N, C) of the live sources, finished where ``ok``, with raw scores
+        ``raw``: the beam in row ``rows`` of ``prefix`` (BOS first), followed by ``last``
+        when given. Each source keeps its best (first in rank order) if it beats its own."""
+        L = prefix.shape[1] - 1 + (last is not None)  # generated length, BOS not counted
+        norm = np.where(ok, raw / _length_penalty(L, self.alpha), -np.inf)  # (N, C)
+        n = np.arange(len(live))
+        j = norm.argmax(axis=1)  # (N,) first best in rank order
+        win = norm[n, j] > self.score[live]
+        n, j, b = n[win], j[win], live[win]
+        self.score[b], self.length[b] = norm[n, j], L
+        self.tokens[b] = self.pad
+        self.tokens[b, :prefix.shape[1] - 1] = prefix[rows[n, j], 1:]
+        if last is not None:
+            self.tokens[b, L - 1] = last[n, j]
+        self.count[live] += ok.sum(axis=1)

@@ -30,17 +30,26 @@ def _limit(name: str) -> int:
 
 def validate_sizes(cfg, sizes: tuple[str, ...]) -> None:
     """Every field in ``sizes`` an int in [1, its bound]; then heads, dropout, activation,
-    eps and seed. Errors are ValueErrors naming the field."""
+    eps and seed. Errors are ValueErrors naming the field (``config_field``)."""
     for name in sizes:
-        check_int(name, getattr(cfg, name), 1, _limit(name))
+        setattr(cfg, name, config_field(check_int, name, getattr(cfg, name), 1, _limit(name)))
     if cfg.d_model % cfg.n_heads:
         raise ValueError(f"d_model ({cfg.d_model}) must be divisible by n_heads ({cfg.n_heads})")
     if cfg.d_model % 2:
         raise ValueError(f"d_model must be even for sinusoidal positions, got {cfg.d_model}")
-    check_real("dropout", cfg.dropout, 0.0, 1.0, high_open=True)
-    check_choice("activation", cfg.activation, ("gelu", "relu"))
-    check_real("layer_norm_eps", cfg.layer_norm_eps, 0.0, low_open=True)
-    check_int("seed", cfg.seed, 0)
+    config_field(check_real, "dropout", cfg.dropout, 0.0, 1.0, high_open=True)
+    config_field(check_choice, "activation", cfg.activation, ("gelu", "relu"))
+    config_field(check_real, "layer_norm_eps", cfg.layer_norm_eps, 0.0, low_open=True)
+    cfg.seed = config_field(check_int, "seed", cfg.seed, 0)
+
+
+def config_field(check, name: str, value, *args, **kwargs):
+    """``check(name, value, ...)`` from ``core.checks``, every failure a ValueError naming the
+    field (a config's one error type, a wrong type included)."""
+    try:
+        return check(name, value, *args, **kwargs)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
 
 
 def num_parameters(shapes: dict[str, tuple[int, ...]]) -> int:

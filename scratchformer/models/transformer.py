@@ -18,12 +18,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..core.attention import KVCache, MultiHeadAttention, attention_maps
+from ..core.checks import check_bool, check_int
 from ..core.functional import causal_mask, padding_mask
 from ..core.layers import (Dropout, Embedding, FeedForward, LayerNorm, Linear, PositionalEncoding,
-                           embed_tokens, embed_tokens_backward)
+                           default_rng, embed_tokens, embed_tokens_backward)
 from ..core.module import Module, ModuleList
 from ..core.tokens import check_tokens
-from .sizes import check_fits_memory, validate_sizes
+from .sizes import check_fits_memory, config_field, validate_sizes
 
 
 @dataclass
@@ -50,14 +51,12 @@ class TransformerConfig:
         validate_sizes(self, ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff",
                               "n_encoder_layers", "n_decoder_layers", "max_len"))
         for name in ("norm_first", "tie_embeddings"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            setattr(self, name, check_bool(name, getattr(self, name)))
         if self.tie_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(f"tie_embeddings requires src_vocab_size == tgt_vocab_size, got "
                              f"{self.src_vocab_size} and {self.tgt_vocab_size}")
-        if not (isinstance(self.pad_id, int) and 0 <= self.pad_id < min(self.src_vocab_size,
-                                                                        self.tgt_vocab_size)):
-            raise ValueError(f"pad_id must be a token id in both vocabularies, got {self.pad_id!r}")
+        vocab = min(self.src_vocab_size, self.tgt_vocab_size)  # a token id in both vocabularies
+        self.pad_id = config_field(check_int, "pad_id", self.pad_id, 0, vocab - 1)
         check_fits_memory(self, self.param_shapes())
 
     def to_dict(self) -> dict:
@@ -104,7 +103,7 @@ class EncoderLayer(Module):
 
     def __init__(self, d_model, n_heads, d_ff, dropout=0.1, activation="gelu", norm_first=False,
                  layer_norm_eps=1e-5, rng=None, dtype=np.float32, dropout_rng=None):
-        rng = rng if rng is not None else np.random.default_rng(0)
+        rng = default_rng(rng)
         drng = dropout_rng if dropout_rng is not None else rng
         self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, rng, dtype, drng)
         self.ffn = FeedForward(d_model, d_ff, activation, dropout, rng, dtype, drng)
@@ -137,7 +136,7 @@ class DecoderLayer(Module):
 
     def __init__(self, d_model, n_heads, d_ff, dropout=0.1, activation="gelu", norm_first=False,
                  layer_norm_eps=1e-5, rng=None, dtype=np.float32, dropout_rng=None):
-        rng = rng if rng is not None else np.random.default_rng(0)
+        rng = default_rng(rng)
         drng = dropout_rng if dropout_rng is not None else rng
         self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, rng, dtype, drng)
         self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout, rng, dtype, drng)

@@ -85,10 +85,27 @@ def test_dropout_backward_matches_finite_differences():
     module_check(m, run, [rng_(2).standard_normal((3, 5))])
 
 
+@pytest.mark.parametrize("training", [True, False])  # eval: act'(h) computed in backward
 @pytest.mark.parametrize("activation", ["gelu", "relu"])
-def test_feedforward_backward_matches_finite_differences(activation):
+def test_feedforward_backward_matches_finite_differences(activation, training):
     m = sf.FeedForward(6, 10, activation, rng=rng_())
+    m.train(training)
     module_check(m, m, [rng_(2).standard_normal((2, 3, 6))])
+
+
+def test_attention_with_dropout_backward_matches_finite_differences():
+    """Dropout on the attention weights: the kernel's three-pass path, the same mask each call."""
+    m = sf.MultiHeadAttention(8, 2, dropout=0.3, rng=rng_())
+    gen = m.attn_dropout._gen
+    state = gen.bit_generator.state
+    mask = sf.causal_mask(5)
+
+    def run(x):
+        gen.bit_generator.state = state
+        return m(x, mask=mask)
+
+    module_check(m, run, [rng_(2).standard_normal((3, 5, 8))])
+    assert m.attn_dropout.mask is not None and (m.attn_dropout.mask == 0).any()
 
 
 def test_self_attention_backward_matches_finite_differences():

@@ -1,17 +1,20 @@
-"""kernels.attention: fused attention, chunk by chunk, equals the plain formula."""
+"""kernels.attention: fused attention, chunk by chunk, and the dropout path equal the
+plain formula; core.functional.attention's plain lines (where the kernel does not apply)
+equal the kernel."""
 
 import math
 
 import numpy as np
 import pytest
 
+from scratchformer.core import functional as F
 from scratchformer.kernels import attention as KA
 from scratchformer.kernels import pool
 
 from gradcheck import rel_error
 
 
-def plain(q, k, v, mask, g):
+def plain(q, k, v, mask, g, drop=1.0):
     """The formula written out whole: forward (out, p) and backward (dq, dk, dv)."""
     scale = 1.0 / math.sqrt(q.shape[-1])
     s = q @ k.swapaxes(-1, -2) * scale
@@ -23,9 +26,9 @@ def plain(q, k, v, mask, g):
     d = e.sum(-1, keepdims=True)
     d[d == 0] = 1.0
     p = e / d
-    dp = g @ v.swapaxes(-1, -2)
+    dp = (g @ v.swapaxes(-1, -2)) * drop
     ds = p * (dp - (dp * p).sum(-1, keepdims=True)) * scale
-    return p @ v, p, ds @ k, ds.swapaxes(-1, -2) @ q, p.swapaxes(-1, -2) @ g
+    return (p * drop) @ v, p, ds @ k, ds.swapaxes(-1, -2) @ q, (p * drop).swapaxes(-1, -2) @ g
 
 
 def masks(rng, B, H, Tq, Tk):
@@ -66,3 +69,39 @@ def test_fusable():
     assert KA.fusable(a, a, a) and KA.fusable(a, a, a, np.ones((4, 4), bool))
     assert not KA.fusable(a[:1], a, a)  # a batch axis that broadcasts
     assert not KA.fusable(a[0], a[0], a[0])  # 3-D
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 1e-6)])
+def test_attention_with_dropout_mask_equals_plain_formula(dtype, tol):
+    rng = np.random.default_rng(1)
+    B, H, Tq, Tk, Dh = 4, 2, 5, 7, 3
+    q = rng.standard_normal((B, H, Tq, Dh)).astype(dtype)
+    k, v = (rng.standard_normal((B, H, Tk, Dh)).astype(dtype) for _ in range(2))
+    g = rng.standard_normal((B, H, Tq, Dh)).astype(dtype)
+    drop = ((rng.random((B, H, Tq, Tk)) >= 0.3) / 0.7).astype(dtype)  # a dropout's scaled mask
+    for mask in masks(rng, B, H, Tq, Tk)[:2]:
+        ref = plain(q, k, v, mask, g, drop)
+        for threads in (1, 2):
+            with pool.threads(threads):
+                out, p = KA.forward(q, k, v, mask, 1.0 / math.sqrt(Dh), drop)
+                grads = KA.backward(q, k, v, p, g, 1.0 / math.sqrt(Dh), drop)
+            for got, want in zip((out, p, *grads), ref):
+                assert got.dtype == dtype and rel_error(got, want) < tol
+
+
+def test_functional_attention_plain_lines_equal_the_kernel():
+    """3-D arrays (no head axis) take functional.attention's plain lines; the same numbers
+    with a head axis of one take the kernel."""
+    rng = np.random.default_rng(2)
+    q, k, v = (rng.standard_normal((3, n, 4)) for n in (5, 6, 6))
+    g = rng.standard_normal((3, 5, 4))
+    mask = rng.random((3, 5, 6)) > 0.3
+    mask[1, 2] = False  # a fully masked row
+    assert not KA.fusable(q, k, v, mask)
+    out, p = F.attention(q, k, v, mask)
+    grads = F.attention_backward(q, k, v, p, g)
+    out4, p4 = F.attention(q[:, None], k[:, None], v[:, None], mask[:, None])
+    grads4 = F.attention_backward(q[:, None], k[:, None], v[:, None], p4, g[:, None])
+    for a, b in zip((out, p, *grads), (out4, p4, *grads4)):
+        assert rel_error(a, b[:, 0]) < 1e-13
+    assert not p[1, 2].any() and np.all(np.isfinite(out))

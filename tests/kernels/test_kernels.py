@@ -98,6 +98,39 @@ def test_layernorm_rows_and_backward_equal_plain_formulas(rng, dtype, tol):
     assert rel_error(gxhat, g * xhat_ref) < tol
 
 
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-6)])
+def test_array_kernels_equal_plain_formulas(rng, dtype, tol):
+    """The array-in, array-out entry points the core calls (rows.layernorm, gelu, ...),
+    on arrays big enough to be cut into blocks and shared among threads."""
+    N, D, eps = 2100, 160, 1e-5  # ~1.3 MB in float32: several blocks
+    x = (2 + 3 * rng.standard_normal((N, D))).astype(dtype)
+    w, b = rng.standard_normal(D).astype(dtype), rng.standard_normal(D).astype(dtype)
+    g = rng.standard_normal((N, D)).astype(dtype)
+    x64, g64 = x.astype(np.float64), g.astype(np.float64)
+    mean, var = x64.mean(-1, keepdims=True), x64.var(-1, keepdims=True)
+    xhat = (x64 - mean) / np.sqrt(var + eps)
+    ghat = g64 * w
+    for threads in (1, 2):
+        with pool.threads(threads):
+            y, xh, rstd = K.layernorm(x, w, b, eps)
+            dx, dw, db = K.layernorm_backward(g, xh, rstd, w)
+            gy, gd = K.gelu_with_grad(x)
+            s = K.masked_softmax(x.reshape(30, 70, D).copy(), None)
+            sb = K.softmax_backward(s, g.reshape(30, 70, D))
+        assert y.dtype == dx.dtype == gy.dtype == s.dtype == dtype
+        assert rel_error(y, xhat * w + b) < tol and rel_error(xh, xhat) < tol
+        assert rel_error(rstd, 1 / np.sqrt(var + eps)) < tol
+        assert rel_error(dx, (ghat - ghat.mean(-1, keepdims=True)
+                              - xhat * (ghat * xhat).mean(-1, keepdims=True)) / np.sqrt(var + eps)) < tol
+        assert rel_error(dw, (g64 * xhat).sum(0)) < tol and rel_error(db, g64.sum(0)) < tol
+        assert rel_error(gy, plain_gelu(x64)) < tol and rel_error(gd, plain_gelu_grad(x64)) < tol
+        np.testing.assert_array_equal(K.gelu(x), gy)
+        s_ref = plain_masked_softmax(x64.reshape(30, 70, D), np.ones(D, bool))
+        assert rel_error(s, s_ref) < tol
+        g3 = g64.reshape(30, 70, D)
+        assert rel_error(sb, s_ref * (g3 - (g3 * s_ref).sum(-1, keepdims=True))) < tol
+
+
 def test_map_rows_blocked_and_threaded_equal_one_call(rng):
     x = rng.standard_normal((3000, 257)).astype(np.float32)  # ~3 MB: split into blocks
     whole_y, whole_d = np.empty_like(x), np.empty_like(x)
@@ -111,13 +144,15 @@ def test_map_rows_blocked_and_threaded_equal_one_call(rng):
 
 
 def test_fused_projections_equal_separate_linears(rng):
+    """qkv.project / project_backward on stacked weight arrays == three separate Linears."""
     B, T, D, H = 2, 5, 12, 3
     projs = [sf.Linear(D, D, rng=rng, dtype=np.float64) for _ in range(3)]
     for p in projs:
         p.bias.data[:] = rng.standard_normal(D)
     x = rng.standard_normal((B, T, D))
     x2 = x.reshape(B * T, D)
-    w, b = qkv.stack(projs)
+    w = np.concatenate([p.weight.data for p in projs])  # w_qkv (3D, D)
+    b = np.concatenate([p.bias.data for p in projs])
     heads = qkv.project(x2, w, b, B, T, H)  # (3, B, H, T, Dh)
     for h, p in zip(heads, projs):
         want = p(x).reshape(B, T, H, D // H).transpose(0, 2, 1, 3)
@@ -127,16 +162,37 @@ def test_fused_projections_equal_separate_linears(rng):
     dy = qkv.merge_heads(grads, B, T)
     for view, g in zip(qkv.split_heads(dy, B, T, 3, H), grads):
         np.testing.assert_array_equal(view, g)
-    dx = qkv.project_backward(projs, x2, w, dy)
-    refs = [sf.Linear(D, D, dtype=np.float64) for _ in range(3)]
+    dx, dw, db = qkv.project_backward(x2, w, grads)
     dx_ref = 0
-    for r, p, g in zip(refs, projs, grads):
-        r.weight.data[:], r.bias.data[:] = p.weight.data, p.bias.data
-        r(x)
-        dx_ref = dx_ref + r.backward(g.transpose(0, 2, 1, 3).reshape(B, T, D))
-        assert rel_error(p.weight.grad, r.weight.grad) < 1e-14
-        assert rel_error(p.bias.grad, r.bias.grad) < 1e-14
+    for i, (p, g) in enumerate(zip(projs, grads)):
+        p.zero_grad()
+        p(x)
+        dx_ref = dx_ref + p.backward(g.transpose(0, 2, 1, 3).reshape(B, T, D))
+        assert rel_error(dw[i * D:(i + 1) * D], p.weight.grad) < 1e-14
+        assert rel_error(db[i * D:(i + 1) * D], p.bias.grad) < 1e-14
     assert rel_error(dx.reshape(B, T, D), dx_ref) < 1e-14
+
+
+def test_stacked_projections_add_each_slice_onto_its_own_linear(rng):
+    """core.attention.StackedProjections: the layer-side half of the fused projections."""
+    from scratchformer.core.attention import StackedProjections
+
+    B, T, D, H = 2, 4, 8, 2
+    projs = [sf.Linear(D, D, rng=rng, dtype=np.float64) for _ in range(2)]
+    x2 = rng.standard_normal((B * T, D))
+    stacked = StackedProjections(x2, *projs)
+    k, v = stacked.heads(B, T, H)
+    grads = (rng.standard_normal(k.shape), rng.standard_normal(v.shape))
+    for p in projs:
+        p.weight.grad[:] = 1.0  # gradients accumulate: the slices are added, not assigned
+    dx2 = stacked.backward(grads)
+    want_dx = 0
+    for p, g in zip(projs, grads):
+        g2 = g.transpose(0, 2, 1, 3).reshape(B * T, D)
+        assert rel_error(p.weight.grad, 1.0 + g2.T @ x2) < 1e-14
+        assert rel_error(p.bias.grad, g2.sum(0)) < 1e-14
+        want_dx = want_dx + g2 @ p.weight.data
+    assert rel_error(dx2, want_dx) < 1e-14
 
 
 def test_optimizer_blocks_cover_every_element_once_in_order():

@@ -234,6 +234,10 @@ def test_sampling_top_k_one_is_greedy_and_seeds_repeat(trained):
     src = random_src(7)
     np.testing.assert_array_equal(sample_decode(trained, src, 12, top_k=1, rng=1),
                                   greedy_decode(trained, src, 12))
+    np.testing.assert_array_equal(sample_decode(trained, src, 12, temperature=0),
+                                  greedy_decode(trained, src, 12))
+    np.testing.assert_array_equal(sample_decode(trained, src, 12, temperature=2.0),  # rng=None:
+                                  sample_decode(trained, src, 12, temperature=2.0))  # the model's stream
     a = sample_decode(trained, src, 12, temperature=2.0, rng=5)
     np.testing.assert_array_equal(a, sample_decode(trained, src, 12, temperature=2.0, rng=5))
     assert not np.array_equal(a, sample_decode(trained, src, 12, temperature=2.0, rng=6))
@@ -247,20 +251,29 @@ def test_clear_errors_for_bad_arguments(make_model):
         greedy_decode(model, src.astype(np.float32), 5)
     with pytest.raises(ValueError, match=r"src must have shape \(B, S\), got shape \(9,\)"):
         greedy_decode(model, src[0], 5)
-    for bad in (0, 25, 2.5):
-        with pytest.raises(ValueError, match=r"max_len must be an integer in \[1, 24\]"):
+    for bad in (0, 25):
+        with pytest.raises(ValueError, match=r"max_len must be an integer in \[1, 24\], got"):
             greedy_decode(model, src, bad)
+    with pytest.raises(TypeError, match="max_len must be an integer, got 2.5"):
+        greedy_decode(model, src, 2.5)
     with pytest.raises(ValueError, match="max_len"):
         beam_search(model, src, 2, 0)
-    for bad in (0, -1, 1.5):
-        with pytest.raises(ValueError, match="beam_size must be a positive integer"):
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="beam_size must be an integer >= 1"):
             beam_search(model, src, bad, 5)
-    for bad in (0, -1.0, float("nan")):
-        with pytest.raises(ValueError, match="temperature must be a positive"):
+    for bad in (1.5, True):
+        with pytest.raises(TypeError, match="beam_size must be an integer"):
+            beam_search(model, src, bad, 5)
+    with pytest.raises(ValueError, match="length_penalty must be"):
+        beam_search(model, src, 2, 5, length_penalty=float("nan"))
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="temperature must be >= 0"):
             sample_decode(model, src, 5, temperature=bad)
-    with pytest.raises(ValueError, match="top_k"):
+    with pytest.raises(ValueError, match="top_k must be an integer >= 1"):
         sample_decode(model, src, 5, top_k=0)
-    with pytest.raises(ValueError, match=r"eos_id must be a token id in \[0, 12\)"):
+    with pytest.raises(TypeError, match="rng must be a numpy Generator"):
+        sample_decode(model, src, 5, rng="seed")
+    with pytest.raises(ValueError, match=r"eos_id must be an integer in \[0, 11\], got 12"):
         greedy_decode(model, src, 5, eos_id=12)
     with pytest.raises(TypeError, match="encoder–decoder"):
         greedy_decode(object(), src, 5)
