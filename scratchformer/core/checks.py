@@ -43,10 +43,10 @@ def is_int(value) -> bool:
 
 def check_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
     """``value`` as a Python int in [``low``, ``high``] (None: unbounded on that side), or an
-    error naming ``name``, the allowed range and the value: ``ValueError("steps must be >= 1,
-    got 0")``; a bool or a non-integer is a ``WrongType`` (a TypeError and a ValueError)."""
+    error naming ``name``, the allowed range and the value: ``ValueError("steps must be an
+    integer >= 1, got 0")``; a bool or a non-integer is a ``WrongType`` (a TypeError and a ValueError)."""
     if not is_int(value):
-        raise WrongType(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+        raise WrongType(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
     if (low is not None and value < low) or (high is not None and value > high):
         if high is None:
             rng = f">= {low}"
@@ -54,7 +54,7 @@ def check_int(name: str, value, low: int | None = None, high: int | None = None)
             rng = f"<= {high}"
         else:
             rng = f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {rng}, got {value}")
+        raise ValueError(f"{name} must be an integer {rng}, got {value}")
     return int(value)
 
 

@@ -40,11 +40,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..core.attention import KVCache, attention_maps
-from ..core.checks import check_bool, check_choice
-from ..core.functional import causal_mask, softmax
+from ..core.checks import check_bool, check_choice, check_int
+from ..core.functional import causal_mask
 from ..core.layers import Dropout, Embedding, LayerNorm, Linear, PositionalEncoding
 from ..core.module import Module, ModuleList, Parameter
 from ..core.tokens import check_token_range, check_tokens
+from .sampling import check_sampling, make_rng, sample_next
 from .sizes import check_fits_memory, validate_sizes
 from .transformer import EncoderLayer, layer_shapes
 
@@ -264,16 +265,9 @@ class GPT(Module):
         """
         cfg = self.config
         idx = check_token_range("idx", check_tokens("idx", idx), cfg.vocab_size)  # before any work
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
-                or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-                or not math.isfinite(temperature) or temperature < 0:
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
-                                  or top_k < 1):
-            raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
-        rng = _as_generator(rng, cfg.seed)
+        check_int("max_new_tokens", max_new_tokens, 0)
+        temperature, top_k = check_sampling(temperature, top_k)
+        rng = make_rng(rng, cfg.seed)
         B, T0 = idx.shape
         out = np.empty((B, T0 + max_new_tokens), dtype=np.int64)
         out[:, :T0] = idx
@@ -298,33 +292,3 @@ class GPT(Module):
     def attention_maps(self) -> dict[str, np.ndarray]:
         """{module name: attention weights (B, H, Tq, Tk)} from the last forward pass."""
         return attention_maps(self)
-
-
-def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
-                rng: np.random.Generator | None = None) -> np.ndarray:
-    """logits (B, V) → one token id per row (B,).
-
-    p = softmax(z / temperature) over the top_k largest z (ties at the k-th value kept);
-    a token is drawn by inverting the CDF with one uniform per row. ``top_k=1`` or
-    ``temperature=0`` is argmax (no random number drawn).
-    """
-    if top_k == 1 or temperature == 0:
-        return logits.argmax(axis=-1)
-    B, V = logits.shape
-    z = logits.astype(np.float64) / temperature  # (B, V)
-    if top_k is not None and top_k < V:
-        kth = np.partition(z, V - top_k, axis=-1)[:, V - top_k, None]  # (B, 1) k-th largest
-        z = np.where(z >= kth, z, -np.inf)
-    cdf = np.cumsum(softmax(z), axis=-1)  # (B, V)
-    u = (rng if rng is not None else np.random.default_rng()).random((B, 1))
-    return np.minimum((cdf < u * cdf[:, -1:]).sum(axis=-1), V - 1)
-
-
-def _as_generator(rng, seed: int) -> np.random.Generator:
-    if rng is None:
-        return np.random.default_rng([seed, 2])
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        return np.random.default_rng(int(rng))
-    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")

@@ -109,9 +109,9 @@ def test_parsers_reject_non_canonical_spellings(text, lang):
 
 
 def test_numbers_out_of_range_raise():
-    with pytest.raises(ValueError, match=r"number must be in \[0, 999999\], got 1000000"):
+    with pytest.raises(ValueError, match=r"number must be an integer in \[0, 999999\], got 1000000"):
         english(1_000_000)
-    with pytest.raises(TypeError, match="number must be an int"):
+    with pytest.raises(TypeError, match="number must be an integer"):
         spanish(2.0)
 
 
@@ -214,7 +214,7 @@ def test_encode_input_reads_words_of_the_source_language():
 @pytest.mark.parametrize("opts, err, pattern", [
     ({"direction": "en-fr"}, ValueError, r"direction must be one of \['en-es', 'es-en'\], "
                                          r"got 'en-fr'"),
-    ({"held_out_size": -1}, ValueError, "held_out_size must be >= 0"),
+    ({"held_out_size": -1}, ValueError, "held_out_size must be an integer >= 0"),
     ({"held_out_size": 100_000}, ValueError, "held_out_size=100000 must be at most a tenth"),
     ({"held_out_seed": 1.5}, TypeError, "held_out_seed must be an int"),
     ({"max_number": 10}, TypeError, r"unknown option\(s\) \['max_number'\].*direction"),

@@ -366,15 +366,15 @@ def test_unknown_task_lists_valid_names():
 @pytest.mark.parametrize("name, opts, err, pattern", [
     ("copy", {"max_length": 5}, TypeError, r"unknown option\(s\) \['max_length'\].*max_len"),
     ("copy", {"min_len": 5, "max_len": 3}, ValueError, "min_len <= max_len, got 5 > 3"),
-    ("copy", {"num_symbols": 0}, ValueError, r"num_symbols must be in \[1, 100000\], got 0"),
-    ("copy", {"max_len": 2.5}, TypeError, "max_len must be an int, got 2.5"),
+    ("copy", {"num_symbols": 0}, ValueError, r"num_symbols must be an integer in \[1, 100000\], got 0"),
+    ("copy", {"max_len": 2.5}, TypeError, "max_len must be an integer, got 2.5"),
     ("copy", {"max_len": True}, TypeError, "max_len must be an int"),
     ("reverse", {"num_symbols": 2, "max_len": 5}, ValueError, "held_out_size=1000"),
     ("shift", {"offset": "1"}, TypeError, "offset must be an int"),
     ("dates", {"formats": ["iso"]}, ValueError, "formats must be a non-empty list"),
     ("dates", {"min_year": 2050, "max_year": 2000}, ValueError, "min_year <= max_year"),
     ("dates", {"min_year": 2000, "max_year": 2000}, ValueError, "at most a tenth"),
-    ("dates", {"max_year": 10000}, ValueError, r"max_year must be in \[1000, 9999\]"),
+    ("dates", {"max_year": 10000}, ValueError, r"max_year must be an integer in \[1000, 9999\]"),
 ])
 def test_bad_options_raise_clear_errors(name, opts, err, pattern):
     with pytest.raises(err, match=pattern):
@@ -385,7 +385,7 @@ def test_batch_rejects_bad_rng_and_size():
     task = get_task("copy", held_out_size=0)
     with pytest.raises(TypeError, match="np.random.Generator"):
         task.batch(0, 4)
-    with pytest.raises(ValueError, match="must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="must be an integer >= 1, got 0"):
         task.batch(np.random.default_rng(0), 0)
 
 

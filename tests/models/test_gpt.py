@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scratchformer.models.gpt import GPT, GPTConfig, context_start, sample_next
+from scratchformer.models.gpt import GPT, GPTConfig, context_start
+from scratchformer.models.sampling import sample_next
 
 from gradcheck import check_params
 

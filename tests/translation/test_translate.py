@@ -67,7 +67,7 @@ def test_bpe_specials_and_unknown_characters():
     assert tok.decode([tok.encode("luz")[0], tok.eos_id, 5]) == tok.decode(tok.encode("luz")[:1])
     with pytest.raises(ValueError, match="token id 999 at position 0 out of range"):
         tok.decode([999])
-    with pytest.raises(ValueError, match="vocab_size must be >= 5"):
+    with pytest.raises(ValueError, match="vocab_size must be an integer >= 5"):
         BPETokenizer.train(TEXTS, vocab_size=2)
     with pytest.raises(ValueError, match="type 'bpe'"):
         BPETokenizer.from_dict({"symbols": []})
