@@ -106,8 +106,8 @@ POSITIONS = ("sinusoidal", "learned")
 class TiedLinear(Linear):
     """The tied lm_head: a bias-free ``Linear`` (y = x Wᵀ, same forward and backward) whose
     weight *is* the Parameter ``weight`` (V, D) it is given. Built without a random matrix
-    of its own, which would be thrown away: for GPT-2 small that draw alone took 600 MB
-    (float64 V×D, its float32 copy, its gradient) at the end of construction."""
+    of its own, which would be thrown away (a float64 V×D draw, its float32 copy and its
+    gradient at the end of construction: loading GPT-2 small peaked 405 MB higher)."""
 
     def __init__(self, weight: Parameter):
         self.weight, self.bias = weight, None
