@@ -1,5 +1,8 @@
 """Test-suite set-up shared by every test module.
 
+Tests marked ``slow`` (GPT-2 small, 124 M parameters, against transformers: minutes and a
+few GB) are skipped unless ``pytest --run-slow`` or ``SCRATCHFORMER_SLOW=1``.
+
 One BLAS thread: the suite's matrices are small, and OpenBLAS threads that spin while
 another process holds the second core made single steps 10× slower on a busy 2-core
 machine. Set before NumPy is first imported (pytest imports conftest.py first), and only
@@ -14,6 +17,20 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402  (after the thread settings above)
 
 import scratchformer as sf  # noqa: E402
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true",
+                     help="also run the tests marked slow (or set SCRATCHFORMER_SLOW=1)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow") or os.environ.get("SCRATCHFORMER_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow or SCRATCHFORMER_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
 
 # The model factories every test module builds on: small, float32, no dropout, seed 0.
 SMALL_TRANSFORMER = dict(d_model=16, n_heads=2, d_ff=32, n_encoder_layers=1, n_decoder_layers=1,

@@ -14,8 +14,10 @@ it as the oracle). Nothing here downloads anything: the folder is the user's.
 """
 
 from .hf_gpt2 import (gpt2_arrays_from_hf, gpt2_config_from_hf, hf_arrays_from_gpt2,
-                      hf_config_from_gpt2, load_hf_gpt2, save_hf_gpt2)
+                      hf_config_from_gpt2, iter_hf_gpt2_arrays, load_hf_gpt2, read_hf_gpt2_config,
+                      save_hf_gpt2)
 from .tokenizer import HFTokenizer, load_hf_tokenizer
 
-__all__ = ["load_hf_gpt2", "save_hf_gpt2", "load_hf_tokenizer", "HFTokenizer", "gpt2_config_from_hf",
-           "hf_config_from_gpt2", "gpt2_arrays_from_hf", "hf_arrays_from_gpt2"]
+__all__ = ["load_hf_gpt2", "save_hf_gpt2", "load_hf_tokenizer", "HFTokenizer", "read_hf_gpt2_config",
+           "iter_hf_gpt2_arrays", "gpt2_config_from_hf", "hf_config_from_gpt2", "gpt2_arrays_from_hf",
+           "hf_arrays_from_gpt2"]

@@ -196,6 +196,37 @@ def load_hf_gpt2(path, dropout: float = 0.0) -> GPT:
     file (FileNotFoundError), wrong model_type or unsupported field, truncated or malformed
     safetensors, missing, unexpected or misshapen tensors, NaN weights (ValueError).
     """
+    cfg = read_hf_gpt2_config(path, dropout)
+    model = GPT(cfg)
+    params = {k: p.data for k, p in model.named_parameters()}
+    for key, a in iter_hf_gpt2_arrays(path, cfg):
+        params[key][...] = a  # placed, then dropped: one tensor in memory at a time
+    return model
+
+
+def read_hf_gpt2_config(path, dropout: float = 0.0) -> GPTConfig:
+    """The ``GPTConfig`` of a GPT-2 folder (its ``config.json``; the weights file must exist)."""
+    folder = _weights_file(path).parent
+    return gpt2_config_from_hf(_read_json(folder / "config.json"), folder / "config.json", dropout)
+
+
+def iter_hf_gpt2_arrays(path, cfg: GPTConfig):
+    """Yield (our state_dict key, float32 array) for every weight of the folder's
+    ``model.safetensors``, reading one GPT-2 tensor at a time (a fused c_attn yields its q,
+    k, v parts); names and shapes are checked against ``cfg`` before anything is read."""
+    st_path = _weights_file(path)
+    layout = hf_layout(cfg)
+    with SafetensorsReader(st_path) as f:
+        for canon, name in _match_names(f.entries, layout, cfg, st_path).items():
+            t = f.read(name)
+            if not np.isfinite(t).all():
+                raise ValueError(f"{st_path}: {name} holds NaN or infinite values")
+            yield from split_hf_tensor(t, layout[canon])
+            del t
+
+
+def _weights_file(path) -> Path:
+    """``path/model.safetensors``, or the error that says what the folder holds instead."""
     folder = _folder(path)
     st_path = folder / "model.safetensors"
     if not st_path.is_file():
@@ -203,20 +234,7 @@ def load_hf_gpt2(path, dropout: float = 0.0) -> GPT:
             raise ValueError(f"{folder / 'pytorch_model.bin'}: {PICKLE_HINT}")
         raise FileNotFoundError(f"{st_path}: no such file (a GPT-2 folder holds config.json and "
                                 f"model.safetensors)")
-    cfg_path = folder / "config.json"
-    cfg = gpt2_config_from_hf(_read_json(cfg_path), cfg_path, dropout)
-    model = GPT(cfg)
-    params = {k: p.data for k, p in model.named_parameters()}
-    layout = hf_layout(cfg)
-    with SafetensorsReader(st_path) as f:
-        for canon, name in _match_names(f.entries, layout, cfg, st_path).items():
-            t = f.read(name)  # one tensor in memory (float32) ...
-            if not np.isfinite(t).all():
-                raise ValueError(f"{st_path}: {name} holds NaN or infinite values")
-            for key, a in split_hf_tensor(t, layout[canon]):
-                params[key][...] = a  # ... placed, then dropped
-            del t
-    return model
+    return st_path
 
 
 def _match_names(entries: dict, layout: dict, cfg: GPTConfig, path: Path) -> dict[str, str]:
