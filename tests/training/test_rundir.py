@@ -79,7 +79,7 @@ def test_remove_stale_temps_matches_what_checkpoint_save_writes(tmp_path, monkey
     import tempfile
 
     from scratchformer import GPT, GPTConfig
-    from scratchformer.training import checkpoint
+    from scratchformer.training import checkpoint, safetensors_file
 
     made = []
     real = tempfile.mkstemp
@@ -89,8 +89,8 @@ def test_remove_stale_temps_matches_what_checkpoint_save_writes(tmp_path, monkey
         made.append(name)
         return fd, name
 
-    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", spy)
-    monkeypatch.setattr(checkpoint.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("x")))
+    monkeypatch.setattr(safetensors_file.tempfile, "mkstemp", spy)
+    monkeypatch.setattr(safetensors_file.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("x")))
     model = GPT(GPTConfig(5, d_model=8, n_heads=2, d_ff=8, n_layers=1, max_len=4))
     with pytest.raises(OSError):
         checkpoint.save(tmp_path / "checkpoint.safetensors", model)
