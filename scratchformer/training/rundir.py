@@ -370,11 +370,8 @@ def open_run(out_dir, *, resume: bool = False, force: bool = False):
 
 def _erase_run(out_dir: str) -> None:
     """Delete the run files (checked regular files) of the run a forced new run replaces."""
-    erased = run_files(out_dir)
-    for name in erased:
+    for name in run_files(out_dir):
         os.remove(os.path.join(out_dir, name))
-    if erased:
-        warn(f"{out_dir}: erased the run that was there ({', '.join(erased)}) to start a new one")
 
 
 @contextlib.contextmanager
