@@ -1,13 +1,17 @@
 """Checkpoints: one safetensors file — tensors and JSON metadata, never a pickle.
 
 The file is the safetensors format (the same file opens with ``safetensors`` in NumPy,
-PyTorch, JAX or Rust)::
+PyTorch, JAX or Rust; ``safetensors_file.py`` writes and reads it)::
 
     8 bytes     N, the header's length (little-endian u64)
     N bytes     a JSON header: {"__metadata__": {"format": "scratchformer-checkpoint",
-                                                 "version": "2", "scratchformer": "<JSON>"},
+                                                 "version": "2",
+                                                 "scratchformer": "<JSON>",
+                                                 "sha256": "<64 hex digits>",
+                                                 "header_sha256": "<64 hex digits>"},
                                 "model/<key>": {"dtype": "F32", "shape": [...],
                                                 "data_offsets": [begin, end]}, ...}
+                padded with spaces to a multiple of 8 bytes
     the rest    every tensor's bytes, little-endian, back to back
 
 Tensors: ``model/<key>`` (the state_dict; tied embeddings stored once), ``optim/<key>``
@@ -16,16 +20,26 @@ arrays passed as keyword state). The ``scratchformer`` metadata entry holds the 
 kind, config and dtype, the dropout RNG state, the optimizer's type and parameter names,
 and the JSON keyword state (task options, vocabulary, trainer state, ...).
 
+Checksums: ``sha256`` is the SHA-256 of the tensor bytes (everything after the header),
+hashed as they are written; ``header_sha256`` the SHA-256 of the header itself (canonical
+JSON, without that entry), so the config, RNG and state are covered too. ``load`` checks
+both: a flipped bit anywhere in the file is a ``CheckpointError`` ("checksum mismatch:
+the file is corrupt"). A checkpoint written before checksums existed (no ``sha256`` in its
+metadata) still loads, unchecked.
+
 Writing is atomic: a temporary file ``.<name>.<random>.tmp`` in the target's directory,
 flushed and fsync'd, then renamed over the target — a crash leaves the old checkpoint or
-the new one, never half of one. Only float32 and float64 models are written, so whatever
-``save`` writes, ``load`` reads.
+the new one, never half of one. A failed write raises an ``OSError`` naming the target
+(never the temporary file, which is removed). Only float32 and float64 models are
+written, so whatever ``save`` writes, ``load`` reads.
 
 Reading checks everything before it allocates anything but the header: a regular file
-(never a FIFO or a directory), a header that fits the file, known and unique entries, the
-config's sizes within bounds (``models/sizes.py``), each tensor's dtype and declared shape
-against the config, offsets that tile the data exactly. Then it reads the tensors and
-refuses NaN or infinite weights (``allow_nonfinite=True`` loads them for inspection).
+(never a FIFO or a directory), a header that fits the file and matches its checksum,
+known and unique entries, the config's sizes within bounds (``models/sizes.py``), each
+tensor's dtype and declared shape against the config, offsets that tile the data exactly.
+Then it reads the tensors, hashing them, compares the digest, and refuses NaN or
+infinite weights. Two escape hatches open a damaged file for inspection:
+``allow_nonfinite=True`` (a diverged run) and ``allow_corrupt=True`` (skip the checksums).
 Anything wrong raises ``CheckpointError`` (a ``ValueError``) naming the path and the
 problem; a missing file raises ``FileNotFoundError``. An ``.npz`` checkpoint of the
 format before this one is refused with the command that converts it
@@ -38,33 +52,22 @@ import dataclasses
 import importlib
 import json
 import math
-import os
-import stat
-import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .safetensors_file import (DTYPE_NAMES, CheckpointError, open_regular, read_header,
+                               read_tensors, unique_keys, write_file)
+
 FORMAT = "scratchformer-checkpoint"
 VERSION = "2"
 SUFFIX = ".safetensors"
-MAX_HEADER = 64 << 20  # bytes of JSON header at most (a few KB in practice)
 
 # kind name → (module, model class, config class); imported only when needed
 MODEL_KINDS = {
     "Transformer": ("scratchformer.models.transformer", "Transformer", "TransformerConfig"),
     "GPT": ("scratchformer.models.gpt", "GPT", "GPTConfig"),
 }
-# safetensors dtype names of the dtypes a checkpoint may hold
-DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
-          "I32": np.int32, "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32,
-          "U16": np.uint16, "U8": np.uint8, "BOOL": np.bool_}
-_NAMES = {np.dtype(t): name for name, t in DTYPES.items()}
-
-
-class CheckpointError(ValueError):
-    """A file that is not a readable ScratchFormer checkpoint (the message says why)."""
 
 
 # ---- save ------------------------------------------------------------------------------
@@ -121,7 +124,7 @@ def write(path, model, opt_meta: dict | None, opt_state: dict | None, state: dic
             "optimizer": opt_meta, "state": json_state, "state_arrays": array_names}
     metadata = {"format": FORMAT, "version": VERSION,
                 "scratchformer": json.dumps(meta, default=_json_default)}
-    _atomic_write(path, tensors, metadata)
+    write_file(path, tensors, metadata)
     return path
 
 
@@ -145,71 +148,40 @@ def _json_default(value):
 
 def _numeric(where: str, value) -> np.ndarray:
     value = np.asarray(value)
-    if value.dtype not in _NAMES:
+    if value.dtype not in DTYPE_NAMES:
         raise TypeError(f"save: {where} has dtype {value.dtype}; a checkpoint holds numeric and "
-                        f"bool arrays only ({', '.join(sorted(_NAMES.values()))})")
+                        f"bool arrays only ({', '.join(sorted(DTYPE_NAMES.values()))})")
     return value
 
 
-def _atomic_write(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
-    """The safetensors bytes into a temp file next to ``path``, fsync, rename over ``path``."""
-    header, offset, arrays = {"__metadata__": metadata}, 0, []
-    for name, a in tensors.items():
-        a = np.asarray(a, dtype=a.dtype.newbyteorder("<"), order="C")  # keeps 0-d as 0-d
-        header[name] = {"dtype": _NAMES[np.dtype(a.dtype.type)], "shape": list(a.shape),
-                        "data_offsets": [offset, offset + a.nbytes]}
-        offset += a.nbytes
-        arrays.append(a)
-    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    head += b" " * (-len(head) % 8)  # the data starts 8-byte aligned
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(struct.pack("<Q", len(head)))
-            f.write(head)
-            for a in arrays:
-                f.write(a.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-        os.chmod(tmp, mode)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable (POSIX); not possible everywhere
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
-
 # ---- load ------------------------------------------------------------------------------
-def load(path, allow_nonfinite: bool = False):
+def load(path, allow_nonfinite: bool = False, allow_corrupt: bool = False):
     """Read a checkpoint written by ``save`` → ``(model, optimizer_state, state)``.
 
     ``model``: rebuilt from the stored kind and config, weights loaded strictly, dtype as
     saved, dropout RNG restored (so training resumes bit for bit). ``optimizer_state``:
     the optimizer's flat ``state_dict`` (for ``optimizer.load_state_dict``, or
     ``optimizer_from_state``), or None. ``state``: the user's keyword state, JSON values
-    and arrays together. NaN or infinite weights raise ``CheckpointError`` unless
+    and arrays together.
+
+    The header's and the tensors' SHA-256 are checked against the ones in the metadata: a
+    mismatch (a flipped bit anywhere) raises ``CheckpointError`` ("checksum mismatch: the
+    file is corrupt") unless ``allow_corrupt`` (to inspect a damaged file; what it holds
+    may be wrong). A checkpoint written before checksums existed (no ``sha256`` in its
+    metadata) loads unchecked. NaN or infinite weights raise ``CheckpointError`` unless
     ``allow_nonfinite`` (to inspect a diverged run).
     """
     path = Path(path)
     with open_regular(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        entries, meta = _read_header(path, f, size)
+        if f.read(4) == b"PK\x03\x04":
+            raise CheckpointError(f"{path}: an .npz checkpoint (the format before safetensors); "
+                                  f"convert it once with: scratchformer convert-checkpoint {path}")
+        f.seek(0)
+        entries, metadata = read_header(path, f, verify=not allow_corrupt)
+        meta = _read_metadata(path, metadata)
         cfg, module = _check_entries(path, entries, meta)
-        tensors = _read_tensors(path, f, entries, allow_nonfinite)
+        tensors = read_tensors(path, f, entries, None if allow_corrupt else metadata.get("sha256"))
+    _check_finite(path, tensors, allow_nonfinite)
     model_meta = meta["model"]
     model = getattr(module, MODEL_KINDS[model_meta["kind"]][1])(cfg)
     if np.dtype(model_meta["dtype"]) != model.dtype:
@@ -229,88 +201,24 @@ def load(path, allow_nonfinite: bool = False):
     return model, optimizer_state, state
 
 
-def open_regular(path: Path):
-    """Open ``path`` for reading if it is a regular file: a FIFO or device is never opened."""
-    st = os.stat(path)  # FileNotFoundError for a missing file
-    if not stat.S_ISREG(st.st_mode):
-        what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
-        raise CheckpointError(f"{path}: {what}; a checkpoint is a .safetensors file")
-    return open(path, "rb")
-
-
-def _unique(pairs):
-    keys = [k for k, _ in pairs]
-    dup = sorted({k for k in keys if keys.count(k) > 1})
-    if dup:
-        raise CheckpointError(f"duplicate entries {dup[:5]}")
-    return dict(pairs)
-
-
-def _read_header(path: Path, f, size: int) -> tuple[dict, dict]:
-    """(tensor entries, scratchformer metadata) from the header, checked against ``size``."""
-    head = f.read(8)
-    if head[:4] == b"PK\x03\x04":
-        raise CheckpointError(f"{path}: an .npz checkpoint (the format before safetensors); "
-                              f"convert it once with: scratchformer convert-checkpoint {path}")
-    if len(head) < 8:
-        raise CheckpointError(f"{path}: not a ScratchFormer checkpoint ({size} bytes: too short "
-                              f"for a safetensors file)")
-    n = struct.unpack("<Q", head)[0]
-    if n > min(size - 8, MAX_HEADER):
-        raise CheckpointError(f"{path}: not a ScratchFormer checkpoint (not a safetensors file: "
-                              f"header length {n:,} does not fit a file of {size:,} bytes; first "
-                              f"bytes {head!r})")
+def _read_metadata(path: Path, metadata: dict) -> dict:
+    """The ``scratchformer`` entry of a checkpoint's metadata, parsed and checked."""
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: a safetensors file, but not a ScratchFormer checkpoint "
+                              f"(no {FORMAT!r} in its metadata)")
+    if metadata.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {metadata.get('version')!r}; "
+                              f"this ScratchFormer reads version {VERSION}")
     try:
-        header = json.loads(f.read(n).decode("utf-8"), object_pairs_hook=_unique)
-        if not isinstance(header, dict):
-            raise ValueError("the header is not a JSON object")
-        metadata = header.pop("__metadata__", None)
-        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: a safetensors file, but not a ScratchFormer checkpoint "
-                                  f"(no {FORMAT!r} in its metadata)")
-        if metadata.get("version") != VERSION:
-            raise CheckpointError(f"{path}: checkpoint format version {metadata.get('version')!r}; "
-                                  f"this ScratchFormer reads version {VERSION}")
-        meta = json.loads(metadata.get("scratchformer", ""), object_pairs_hook=_unique)
+        meta = json.loads(metadata.get("scratchformer", ""), object_pairs_hook=unique_keys)
     except CheckpointError as e:
-        raise CheckpointError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: unreadable header ({e})") from None
+        raise CheckpointError(f"{path}: metadata: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable metadata ({e})") from None
     for key, typ in (("model", dict), ("state", dict), ("state_arrays", list)):
         if not isinstance(meta, dict) or not isinstance(meta.get(key), typ):
             raise CheckpointError(f"{path}: metadata field {key!r} missing or not a {typ.__name__}")
-    _check_offsets(path, header, size - 8 - n)
-    return header, meta
-
-
-def _check_offsets(path: Path, entries: dict, data_len: int) -> None:
-    """Each entry a known dtype and a shape whose bytes match its offsets; together they
-    tile the data exactly (no gap, no overlap, nothing after)."""
-    spans = []
-    for name, e in entries.items():
-        ok = (isinstance(e, dict) and set(e) == {"dtype", "shape", "data_offsets"}
-              and e["dtype"] in DTYPES and isinstance(e["shape"], list)
-              and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40
-                      for d in e["shape"])
-              and isinstance(e["data_offsets"], list) and len(e["data_offsets"]) == 2
-              and all(isinstance(o, int) and not isinstance(o, bool) for o in e["data_offsets"]))
-        if not ok:
-            raise CheckpointError(f"{path}: malformed header entry {name!r}: {str(e)[:120]}")
-        begin, end = e["data_offsets"]
-        nbytes = math.prod(e["shape"]) * np.dtype(DTYPES[e["dtype"]]).itemsize
-        if end - begin != nbytes:
-            raise CheckpointError(f"{path}: {name}: {e['dtype']} {e['shape']} needs {nbytes:,} bytes, "
-                                  f"offsets give {end - begin:,}")
-        spans.append((begin, end, name))
-    pos = 0
-    for begin, end, name in sorted(spans):
-        if begin != pos:
-            raise CheckpointError(f"{path}: {name}: data at {begin:,}, expected {pos:,} (a gap or "
-                                  f"an overlap: corrupt or not written by ScratchFormer)")
-        pos = end
-    if pos != data_len:
-        raise CheckpointError(f"{path}: the tensors take {pos:,} bytes but the file holds {data_len:,} "
-                              f"(truncated or padded)")
+    return meta
 
 
 def _check_entries(path: Path, entries: dict, meta: dict):
@@ -331,7 +239,7 @@ def _check_entries(path: Path, entries: dict, meta: dict):
     if dtype not in ("float32", "float64"):
         raise CheckpointError(f"{path}: model dtype {dtype!r}, expected 'float32' or 'float64'")
     shapes = cfg.param_shapes()
-    want = {f"model/{k}": (_NAMES[np.dtype(dtype)], list(s)) for k, s in shapes.items()}
+    want = {f"model/{k}": (DTYPE_NAMES[np.dtype(dtype)], list(s)) for k, s in shapes.items()}
     opt = meta.get("optimizer")
     if opt is not None:
         names = opt.get("param_names") if isinstance(opt, dict) else None
@@ -361,20 +269,14 @@ def _check_entries(path: Path, entries: dict, meta: dict):
     return cfg, module
 
 
-def _read_tensors(path: Path, f, entries: dict, allow_nonfinite: bool) -> dict[str, np.ndarray]:
-    start = f.tell()
-    out = {}
-    for name, e in sorted(entries.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-        begin, end = e["data_offsets"]
-        f.seek(start + begin)
-        a = np.frombuffer(f.read(end - begin), dtype=np.dtype(DTYPES[e["dtype"]]).newbyteorder("<"))
-        a = a.astype(a.dtype.newbyteorder("="), copy=True).reshape(e["shape"])
-        if not allow_nonfinite and a.dtype.kind == "f" and not np.isfinite(a).all():
+def _check_finite(path: Path, tensors: dict[str, np.ndarray], allow_nonfinite: bool) -> None:
+    if allow_nonfinite:
+        return
+    for name, a in tensors.items():
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
             bad = int(a.size - np.count_nonzero(np.isfinite(a)))
             raise CheckpointError(f"{path}: {name} holds {bad:,} NaN or infinite values (a diverged "
                                   f"run?); load(path, allow_nonfinite=True) opens it for inspection")
-        out[name] = a
-    return out
 
 
 def optimizer_from_state(model, optimizer_state):

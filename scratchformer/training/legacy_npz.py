@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import MODEL_KINDS, SUFFIX, CheckpointError, open_regular, write
+from .checkpoint import MODEL_KINDS, SUFFIX, CheckpointError, write
+from .safetensors_file import open_regular
 
 FORMAT = "scratchformer-checkpoint"
 VERSION = 1

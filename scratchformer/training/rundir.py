@@ -1,12 +1,18 @@
 """The run directory: checked before training, locked while training, tidied at the start.
 
-A training command writes ``checkpoint.safetensors`` and ``metrics.jsonl`` into one directory (the
-*run directory*). This module keeps runs from being lost or mixed:
+A training run writes ``checkpoint.safetensors`` and ``metrics.jsonl`` into one directory (the
+*run directory*, ``out_dir``). This module keeps runs from being lost or mixed:
 
 - ``check_writable_dir(path)``: the directory can be created and a file written in it —
   checked *before* training, so a run is never lost at the end for an unusable path;
+- ``check_run_files(path)``: each file a run keeps there is absent or a regular file (a
+  directory or a FIFO sitting at ``checkpoint.safetensors`` is found now, not at the
+  first save);
 - ``run_files(path)`` / ``check_new_run(path, force)``: a new run refuses a directory that
   holds another run (a checkpoint or metrics.jsonl) unless ``force``;
+- ``resume_checkpoint(path)``: the checkpoint a resumed run continues from — always the
+  run directory's own ``checkpoint.safetensors`` (an old ``checkpoint.npz`` alone gets
+  the command that converts it);
 - ``RunLock(lock_path)``: an ``O_CREAT | O_EXCL`` lock file holding the owner's pid; a
   second trainer on the same directory is refused, a lock left by a killed process (its
   pid no longer alive) is taken over with a warning;
@@ -16,9 +22,11 @@ A training command writes ``checkpoint.safetensors`` and ``metrics.jsonl`` into 
   is cut off, with a warning;
 - ``check_input_file(path, what)``: a path to read is a regular file (never opens a FIFO);
 - ``open_run(out_dir, resume=..., force=...)``: all of the above, as a context manager
-  that holds the lock for the whole run.
+  that holds the lock for the whole run. Every problem is found when it is entered,
+  before any training, and a refusal changes nothing on disk.
 
-Every user-facing problem raises ``RunDirError`` (a ``ValueError``) naming the path.
+Every user-facing problem raises ``RunDirError`` (a ``ValueError``) naming the path; the
+messages name parameters (``resume=True``, ``force=True``, ``out_dir``), never flags.
 """
 
 from __future__ import annotations
@@ -32,7 +40,10 @@ import stat
 import sys
 import tempfile
 
-RUN_FILES = ("checkpoint.safetensors", "metrics.jsonl", "checkpoint.npz")  # .npz: a run of the old format
+from ..core.checks import check_bool
+
+CHECKPOINT, METRICS, OLD_CHECKPOINT = "checkpoint.safetensors", "metrics.jsonl", "checkpoint.npz"
+RUN_FILES = (CHECKPOINT, METRICS, OLD_CHECKPOINT)  # .npz: a run of the old format
 LOCK_NAME = "train.lock"
 
 
@@ -109,13 +120,68 @@ def run_files(path) -> list[str]:
     return [name for name in RUN_FILES if os.path.lexists(os.path.join(path, name))]
 
 
-def check_new_run(path, force: bool = False, flag: str = "--force") -> None:
+def _not_a_file(path: str) -> str | None:
+    """What sits at ``path`` if something does and it is not a regular file (links followed)."""
+    if not os.path.lexists(path):
+        return None
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "a broken symbolic link"
+    except OSError as e:
+        return f"unusable ({e.strerror or e})"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    return "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
+
+
+def check_run_files(path) -> None:
+    """Each file a run keeps in directory ``path`` (``RUN_FILES`` and the lock) is absent
+    or a regular file; else ``RunDirError`` naming it — found before training, not at the
+    first checkpoint."""
+    for name in (*RUN_FILES, LOCK_NAME):
+        file = os.path.join(os.fspath(path), name)
+        what = _not_a_file(file)
+        if what:
+            raise RunDirError(f"{file} is {what}, where a run keeps its {name}: move it away "
+                              f"or choose another out_dir")
+
+
+def check_new_run(path, force: bool = False) -> None:
     """A new run may not start in a directory that holds another run, unless ``force``."""
     held = run_files(path)
     if held and not force:
-        raise RunDirError(f"{path} holds another run ({', '.join(held)}): pass --resume to "
-                          f"continue it, {flag} to start over there (erasing it), or choose "
-                          f"another --out")
+        convert = ""
+        if OLD_CHECKPOINT in held and CHECKPOINT not in held:
+            npz = os.path.join(os.fspath(path), OLD_CHECKPOINT)
+            convert = f" (after converting its checkpoint: scratchformer convert-checkpoint {npz})"
+        raise RunDirError(f"{path} holds another run ({', '.join(held)}): pass resume=True to "
+                          f"continue it{convert}, force=True to start a new run there (erasing "
+                          f"it), or choose another out_dir")
+
+
+def resume_checkpoint(out_dir) -> str:
+    """The checkpoint a run resumed in ``out_dir`` continues from: ``OUT/checkpoint.safetensors``,
+    checked to be a readable regular file. Else ``RunDirError``: with the command that
+    converts it when only an old ``checkpoint.npz`` is there; "no checkpoint to resume"
+    otherwise. Creates nothing."""
+    out_dir = os.fspath(out_dir) or "."
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise RunDirError(f"output directory {out_dir} exists and is not a directory: no run "
+                          f"to resume there")
+    ckpt = os.path.join(out_dir, CHECKPOINT)
+    if os.path.lexists(ckpt):
+        what = _not_a_file(ckpt)
+        if what:
+            raise RunDirError(f"{ckpt} is {what}, expected the checkpoint of the run to resume")
+        if not os.access(ckpt, os.R_OK):
+            raise RunDirError(f"{ckpt} is not readable (permission denied)")
+        return ckpt
+    npz = os.path.join(out_dir, OLD_CHECKPOINT)
+    if os.path.lexists(npz):
+        raise RunDirError(f"{out_dir} holds only a checkpoint of the old format ({npz}): convert "
+                          f"it once with: scratchformer convert-checkpoint {npz}")
+    raise RunDirError(f"no checkpoint to resume in {out_dir} (start a new run without resume=True)")
 
 
 # ``checkpoint.save`` writes ``tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp")`` next to
@@ -232,7 +298,7 @@ class RunLock:
             if pid is not None and pid_alive(pid):
                 raise RunDirError(f"{os.path.dirname(self.path) or '.'}: another trainer (pid "
                                   f"{pid}) is using this {self.what} (lock {self.path}); wait "
-                                  f"for it or choose another --out")
+                                  f"for it to finish or choose another {self.what}")
             if pid is None and _younger_than(self.path, 2.0):
                 continue  # being written right now by another process: look again
             warn(f"taking over the lock {self.path} left by "
@@ -269,34 +335,54 @@ def _younger_than(path, seconds: float) -> bool:
 def open_run(out_dir, *, resume: bool = False, force: bool = False):
     """Prepare ``out_dir`` for a run and hold its lock until the block ends.
 
-    Checks it can be created and written; takes ``OUT/train.lock``; a new run
-    (``resume=False``) refuses a directory holding another run unless ``force`` (then
-    its old metrics.jsonl is erased: a fresh run starts a fresh log); removes the temp
-    files of an interrupted save; on resume cuts a torn last line off metrics.jsonl.
+    Everything is checked first, and a refusal (``RunDirError``) changes nothing on disk:
+    ``resume`` needs the directory's own checkpoint (``resume_checkpoint``); the directory
+    can be created and written; no directory or FIFO sits where a run keeps a file; a new
+    run (``resume=False``) refuses a directory holding another run unless ``force``; a
+    second trainer is refused by the lock ``OUT/train.lock``. Then, holding the lock: the
+    temp files of an interrupted save are removed; a resumed run's metrics.jsonl loses a
+    torn last line; ``force`` erases the other run's files (checkpoint and metrics: a
+    checkpoint never outlives the log it goes with). Yields ``out_dir`` as a str.
     """
+    resume, force = check_bool("resume", resume), check_bool("force", force)
+    if resume and force:
+        raise RunDirError("resume=True continues the run in out_dir and force=True erases it "
+                          "to start a new one: pass one of them")
+    out_dir = os.fspath(out_dir) or "."
+    if resume:
+        resume_checkpoint(out_dir)  # before anything is created
     out_dir = check_writable_dir(out_dir)
+    check_run_files(out_dir)
+    metrics = os.path.join(out_dir, METRICS)
+    if resume and os.path.exists(metrics) and not os.access(metrics, os.W_OK):
+        raise RunDirError(f"{metrics} is not writable (permission denied): a resumed run appends to it")
     if not resume:
         check_new_run(out_dir, force)
     with RunLock(os.path.join(out_dir, LOCK_NAME)):
         for tmp in remove_stale_temps(out_dir):
             warn(f"removed {tmp}, left by an interrupted checkpoint save")
-        metrics = os.path.join(out_dir, "metrics.jsonl")
-        if not resume and os.path.exists(metrics):
-            os.remove(metrics)
-        elif resume:
+        if resume:
             repair_metrics(metrics)
+        else:
+            _erase_run(out_dir)
         yield out_dir
+
+
+def _erase_run(out_dir: str) -> None:
+    """Delete the run files (checked regular files) of the run a forced new run replaces."""
+    for name in run_files(out_dir):
+        os.remove(os.path.join(out_dir, name))
 
 
 @contextlib.contextmanager
 def open_output_file(path, *, force: bool = False):
-    """The ``open_run`` rule for a run whose output is one file (``torch-train --out``):
+    """The ``open_run`` rule for a run whose output is one file (``torch-train``):
     refuses an existing file unless ``force``, checks its directory is writable, holds
     ``PATH.lock`` and removes the temp files of an interrupted save of it."""
-    path = check_output_file(path, "--out")
+    path = check_output_file(path, "output file")
     if os.path.lexists(path) and not force:
-        raise RunDirError(f"{path} exists (another run's checkpoint): pass --force to replace "
-                          f"it, or choose another --out")
+        raise RunDirError(f"{path} exists (another run's checkpoint): pass force=True to replace "
+                          f"it, or choose another path")
     with RunLock(path + ".lock", what="output file"):
         directory, name = os.path.split(os.path.abspath(path))
         for tmp in remove_stale_temps(directory, name):

@@ -1,7 +1,9 @@
 """Checkpoints: exact round trips (weights, dtype, optimizer, dropout RNG, user state),
 bit-for-bit resume, atomic writes, the safetensors format itself, and a clear
-CheckpointError for everything else — also under fuzzing."""
+CheckpointError for everything else — also under fuzzing. Checksums and failed writes:
+test_safetensors_file.py."""
 
+import hashlib
 import json
 import os
 import struct
@@ -9,7 +11,7 @@ import struct
 import numpy as np
 import pytest
 
-from scratchformer.training import checkpoint
+from scratchformer.training import safetensors_file
 from scratchformer.training.checkpoint import CheckpointError, load, optimizer_from_state, save
 from scratchformer.core.loss import CrossEntropyLoss
 from scratchformer.training.optim import SGD, AdamW
@@ -163,7 +165,7 @@ def test_failed_write_keeps_the_old_checkpoint_and_leaves_no_temp_file(make_mode
     def crash(*args, **kwargs):  # the process "dies" before the temp file is complete
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint.os, "fsync", crash)
+    monkeypatch.setattr(safetensors_file.os, "fsync", crash)
     with pytest.raises(OSError, match="disk full"):
         save(path, make_model(seed=2), step=2)
     monkeypatch.undo()
@@ -172,7 +174,7 @@ def test_failed_write_keeps_the_old_checkpoint_and_leaves_no_temp_file(make_mode
 
     def no_rename(src, dst):
         raise KeyboardInterrupt
-    monkeypatch.setattr(checkpoint.os, "replace", no_rename)
+    monkeypatch.setattr(safetensors_file.os, "replace", no_rename)
     with pytest.raises(KeyboardInterrupt):
         save(path, make_model(seed=2), step=2)
     monkeypatch.undo()
@@ -233,7 +235,8 @@ def expect_refusal(path, *patterns):
 
 def rewrite(src, dst, change):
     """Re-encode ``src`` after ``change(header, meta, blobs)`` edits the parsed parts; offsets
-    are recomputed unless the change sets ``header["_keep_offsets"]``."""
+    are recomputed unless the change sets ``header["_keep_offsets"]``. The checksums are
+    those of the new bytes: a well-formed file that lies."""
     data = open(src, "rb").read()
     n = struct.unpack("<Q", data[:8])[0]
     header = json.loads(data[8:8 + n])
@@ -248,6 +251,11 @@ def rewrite(src, dst, change):
         for k in blobs:
             header[k]["data_offsets"] = [off, off + len(blobs[k])]
             off += len(blobs[k])
+    metadata = header["__metadata__"]  # from the format's description, not the module's code
+    metadata["sha256"] = hashlib.sha256(b"".join(blobs.values())).hexdigest()
+    del metadata["header_sha256"]
+    canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    metadata["header_sha256"] = hashlib.sha256(canonical).hexdigest()
     head = json.dumps(header).encode()
     dst.write_bytes(struct.pack("<Q", len(head)) + head + b"".join(blobs.values()))
     return dst

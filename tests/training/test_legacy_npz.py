@@ -2,6 +2,7 @@
 ``scratchformer convert-checkpoint``, and read without ever unpickling — anything that is
 not such a checkpoint is a clear CheckpointError."""
 
+import hashlib
 import json
 import pickle
 import zipfile
@@ -57,6 +58,10 @@ def test_conversion_keeps_model_optimizer_rng_and_state(good, tmp_path):
         np.testing.assert_array_equal(opt_state["exp_avg.0"], z["optim/exp_avg.0"])
     assert state == {"step": 5} and str(opt_state["type"]) == "AdamW"
     AdamW(model.parameters(), lr=1e-3).load_state_dict(opt_state)
+    data = new.read_bytes()  # the new file carries the checksums of any new checkpoint
+    n = int.from_bytes(data[:8], "little")
+    metadata = json.loads(data[8:8 + n])["__metadata__"]
+    assert metadata["sha256"] == hashlib.sha256(data[8 + n:]).hexdigest()
 
 
 def test_convert_command_writes_the_new_file_and_load_points_to_it(good, capsys):

@@ -1,11 +1,15 @@
 """The run directory (training/rundir.py) and the Trainer's signal handling: checks,
-the lock, stale temp files, torn metrics lines, a SIGINT checkpoint that resumes bit for
-bit, and a kill loop (SIGKILL at random moments never leaves an unloadable checkpoint)."""
+every out_dir problem found when the run is opened (with messages that name the path and
+parameters, never flags), the resume checkpoint, the lock, stale temp files, torn metrics
+lines, a SIGINT checkpoint that resumes bit for bit, and a kill loop (SIGKILL at random
+moments never leaves an unloadable checkpoint)."""
 
 import json
 import os
 import random
+import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -48,9 +52,166 @@ def test_check_writable_dir_creates_it_or_names_the_problem(tmp_path):
 def test_check_new_run_needs_force_when_a_run_is_there(tmp_path):
     rundir.check_new_run(tmp_path)
     (tmp_path / "metrics.jsonl").write_text("")
-    with pytest.raises(rundir.RunDirError, match="holds another run"):
-        rundir.check_new_run(tmp_path)
+    msg = refusal(rundir.check_new_run, tmp_path)
+    assert msg == (f"{tmp_path} holds another run (metrics.jsonl): pass resume=True to continue "
+                   f"it, force=True to start a new run there (erasing it), or choose another out_dir")
     rundir.check_new_run(tmp_path, force=True)
+    (tmp_path / "metrics.jsonl").unlink()
+    (tmp_path / "checkpoint.npz").write_bytes(b"PK")
+    assert f"scratchformer convert-checkpoint {tmp_path / 'checkpoint.npz'}" in refusal(
+        rundir.check_new_run, tmp_path)
+
+
+# ---- open_run: every out_dir problem found at open, a refusal changes nothing ----------------
+def refusal(fn, *args, **kwargs) -> str:
+    """The RunDirError message of ``fn(*args)``: one line, no --flag."""
+    with pytest.raises(rundir.RunDirError) as info:
+        fn(*args, **kwargs)
+    msg = str(info.value)
+    assert "\n" not in msg and "--" not in msg, msg
+    return msg
+
+
+def open_refusal(out, **kwargs) -> str:
+    """The message of an ``open_run`` that must refuse before its block runs."""
+    def enter():
+        with rundir.open_run(out, **kwargs):
+            raise AssertionError("the run started")
+    return refusal(enter)
+
+
+def snapshot(root) -> dict:
+    """Every path under ``root`` → its bytes, or its kind for what is not a regular file."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            mode = os.lstat(p).st_mode
+            out[os.path.relpath(p, root)] = (Path(p).read_bytes() if stat.S_ISREG(mode)
+                                             else stat.S_IFMT(mode))
+    return out
+
+
+def a_run(out, run="old"):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "checkpoint.safetensors").write_text(f"checkpoint of {run}")
+    (out / "metrics.jsonl").write_text(json.dumps({"run": run, "step": 1}) + "\n")
+    return out
+
+
+def test_resume_checkpoint_is_the_run_dirs_own(tmp_path):
+    out = a_run(tmp_path / "run")
+    assert rundir.resume_checkpoint(out) == str(out / "checkpoint.safetensors")
+
+
+def test_resume_without_a_checkpoint_says_so_and_creates_nothing(tmp_path):
+    for out in (tmp_path / "missing", tmp_path):
+        want = f"no checkpoint to resume in {out} (start a new run without resume=True)"
+        assert refusal(rundir.resume_checkpoint, out) == want
+        assert open_refusal(out, resume=True) == want
+    assert not (tmp_path / "missing").exists() and not list(tmp_path.iterdir())
+
+
+def test_resume_with_only_an_old_npz_gives_the_convert_hint(tmp_path):
+    (tmp_path / "checkpoint.npz").write_bytes(b"PK\x03\x04")
+    (tmp_path / "metrics.jsonl").write_text("")
+    npz = tmp_path / "checkpoint.npz"
+    want = (f"{tmp_path} holds only a checkpoint of the old format ({npz}): convert it once "
+            f"with: scratchformer convert-checkpoint {npz}")
+    assert refusal(rundir.resume_checkpoint, tmp_path) == want
+    before = snapshot(tmp_path)
+    assert open_refusal(tmp_path, resume=True) == want
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["checkpoint.safetensors", "metrics.jsonl", "train.lock",
+                                  "checkpoint.npz"])
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+@pytest.mark.parametrize("mode", [{}, {"force": True}, {"resume": True}])
+def test_a_non_file_where_a_run_keeps_a_file_is_refused_at_open(tmp_path, name, kind, mode):
+    out = tmp_path / "run"
+    out.mkdir()
+    if mode.get("resume") and name != "checkpoint.safetensors":
+        (out / "checkpoint.safetensors").write_text("a checkpoint")
+    obstacle = out / name
+    obstacle.mkdir() if kind == "directory" else os.mkfifo(obstacle)
+    before = snapshot(tmp_path)
+    msg = open_refusal(out, **mode)
+    assert snapshot(tmp_path) == before  # nothing erased, created or written
+    assert f"{obstacle} is " in msg
+    assert ("a directory" if kind == "directory" else "not a regular file") in msg
+
+
+def test_the_obstacle_message_is_pinned(tmp_path):
+    (tmp_path / "checkpoint.safetensors").mkdir()
+    assert open_refusal(tmp_path, force=True) == (
+        f"{tmp_path / 'checkpoint.safetensors'} is a directory, where a run keeps its "
+        f"checkpoint.safetensors: move it away or choose another out_dir")
+    assert open_refusal(tmp_path, resume=True) == (
+        f"{tmp_path / 'checkpoint.safetensors'} is a directory, expected the checkpoint of the "
+        f"run to resume")
+
+
+def test_a_new_run_refuses_another_runs_directory_and_changes_nothing(tmp_path):
+    out = a_run(tmp_path / "run")
+    before = snapshot(tmp_path)
+    assert "holds another run (checkpoint.safetensors, metrics.jsonl)" in open_refusal(out)
+    assert snapshot(tmp_path) == before
+
+
+def test_force_erases_the_other_runs_checkpoint_and_metrics(tmp_path):
+    out = a_run(tmp_path / "run")
+    (out / "checkpoint.npz").write_bytes(b"PK\x03\x04")
+    (out / "notes.txt").write_text("not a run file")
+    with rundir.open_run(out, force=True) as opened:
+        assert opened == str(out)
+        assert sorted(os.listdir(out)) == ["notes.txt", "train.lock"]  # no stale checkpoint
+    assert sorted(os.listdir(out)) == ["notes.txt"]
+
+
+def test_resume_keeps_the_run_and_force_with_resume_is_refused(tmp_path):
+    out = a_run(tmp_path / "run")
+    before = snapshot(tmp_path)
+    with rundir.open_run(out, resume=True) as opened:
+        assert rundir.resume_checkpoint(opened) == str(out / "checkpoint.safetensors")
+    assert snapshot(tmp_path) == before
+    assert open_refusal(out, resume=True, force=True) == (
+        "resume=True continues the run in out_dir and force=True erases it to start a new "
+        "one: pass one of them")
+    with pytest.raises(ValueError, match="force must be True or False, got 'yes'"):
+        with rundir.open_run(out, force="yes"):
+            pass
+    assert snapshot(tmp_path) == before
+
+
+def test_an_unwritable_metrics_file_is_refused_before_resuming(tmp_path, monkeypatch):
+    out = a_run(tmp_path / "run")
+    real = os.access
+    monkeypatch.setattr(rundir.os, "access", lambda p, m: False if str(p).endswith(
+        "metrics.jsonl") and m == os.W_OK else real(p, m))  # (as root, chmod would not do it)
+    assert open_refusal(out, resume=True) == (
+        f"{out / 'metrics.jsonl'} is not writable (permission denied): a resumed run appends to it")
+
+
+def test_every_message_names_parameters_not_flags(tmp_path):
+    """The lock, the output file and the writable-dir checks too: no --flag anywhere."""
+    out = a_run(tmp_path / "run")
+    with rundir.open_run(out, resume=True):
+        assert "another trainer" in open_refusal(out, resume=True)
+    (tmp_path / "file").write_text("")
+    assert "exists and is not a directory" in open_refusal(tmp_path / "file")
+    assert "not usable" in open_refusal(tmp_path / "file" / "sub")
+
+    def open_file(path, **kw):
+        with rundir.open_output_file(path, **kw):
+            pass
+    assert refusal(open_file, tmp_path / "file") == (
+        f"{tmp_path / 'file'} exists (another run's checkpoint): pass force=True to replace it, "
+        f"or choose another path")
+    assert "is a directory" in refusal(open_file, tmp_path)
+    for module in ("rundir", "checkpoint", "safetensors_file", "legacy_npz"):
+        source = (Path(rundir.__file__).parent / f"{module}.py").read_text()
+        assert not re.findall(r"--[a-z]", source), module  # no --flag in any message
 
 
 # ---- the lock ----------------------------------------------------------------------------------
@@ -79,7 +240,7 @@ def test_remove_stale_temps_matches_what_checkpoint_save_writes(tmp_path, monkey
     import tempfile
 
     from scratchformer import GPT, GPTConfig
-    from scratchformer.training import checkpoint
+    from scratchformer.training import checkpoint, safetensors_file
 
     made = []
     real = tempfile.mkstemp
@@ -89,8 +250,8 @@ def test_remove_stale_temps_matches_what_checkpoint_save_writes(tmp_path, monkey
         made.append(name)
         return fd, name
 
-    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", spy)
-    monkeypatch.setattr(checkpoint.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("x")))
+    monkeypatch.setattr(safetensors_file.tempfile, "mkstemp", spy)
+    monkeypatch.setattr(safetensors_file.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("x")))
     model = GPT(GPTConfig(5, d_model=8, n_heads=2, d_ff=8, n_layers=1, max_len=4))
     with pytest.raises(OSError):
         checkpoint.save(tmp_path / "checkpoint.safetensors", model)
