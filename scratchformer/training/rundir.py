@@ -388,18 +388,3 @@ def open_output_file(path, *, force: bool = False):
         for tmp in remove_stale_temps(directory, name):
             warn(f"removed {tmp}, left by an interrupted checkpoint save")
         yield path
-
-
-def resume_checkpoint(out_dir) -> str:
-    """The checkpoint a resumed run continues: ``OUT/checkpoint.safetensors``, checked to be
-    a regular file; an old ``checkpoint.npz`` alone gets the command that converts it."""
-    path = os.path.join(os.fspath(out_dir), "checkpoint.safetensors")
-    if not os.path.lexists(path):
-        old = os.path.join(os.fspath(out_dir), "checkpoint.npz")
-        if os.path.lexists(old):
-            raise RunDirError(f"{out_dir} holds only a checkpoint of the old format ({old}): "
-                              f"convert it with 'scratchformer convert-checkpoint {old}', "
-                              f"then resume")
-        raise RunDirError(f"no checkpoint to resume in {out_dir} (no {path}); start a new run "
-                          f"without resume=True")
-    return check_input_file(path, "checkpoint")
