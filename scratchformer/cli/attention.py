@@ -18,6 +18,7 @@ only when a PNG is asked for. Every kind of checkpoint works:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from .common import CLIError, any_int, describe, path_arg, positive_int, user_errors
@@ -57,7 +58,6 @@ def register(subparsers) -> None:
 
 def attention_command(args) -> int:
     from ..training.rundir import check_input_file, check_output_file
-    from ..viz.records import load_for_attention
 
     if not args.out and not args.html:
         raise CLIError("attention: give --out PNG and/or --html HTML (nothing to write)")
@@ -86,6 +86,32 @@ def attention_command(args) -> int:
         print(f"wrote {args.html} (open it in a browser; works offline)")
     sys.stdout.flush()
     return 0
+
+
+def load_for_attention(path):
+    """``(kind, model, helper)`` from any training checkpoint: ``"task"`` with the toy task,
+    ``"gpt"`` with its CharTokenizer, ``"translation"`` with its BPETokenizer; ValueError
+    when the checkpoint holds none of them."""
+    from ..training.checkpoint import load
+
+    model, _, state = load(path)
+    if "task" in state:
+        from ..viz import task_from_state
+
+        return "task", model, task_from_state(state, path)
+    tok = state.get("tokenizer")
+    if tok is None and isinstance(state.get("trainer"), dict):
+        tok = state["trainer"].get("tokenizer")
+    if tok is None:
+        raise ValueError(f"{path}: neither a task, a GPT nor a translation checkpoint (its "
+                         f"state holds {sorted(state)})")
+    if type(model).__name__ == "GPT":
+        from ..data.chartok import CharTokenizer
+
+        return "gpt", model, CharTokenizer.from_json(tok)
+    from ..translation.bpe import BPETokenizer
+
+    return "translation", model, BPETokenizer.from_dict(json.loads(tok) if isinstance(tok, str) else tok)
 
 
 def _check_kind(args, source: str, model) -> str:

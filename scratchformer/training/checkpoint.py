@@ -121,7 +121,7 @@ def write(path, model, opt_meta: dict | None, opt_state: dict | None, state: dic
             "optimizer": opt_meta, "state": json_state, "state_arrays": array_names}
     metadata = {"format": FORMAT, "version": VERSION,
                 "scratchformer": json.dumps(meta, default=_json_default)}
-    _atomic_write(path, tensors, metadata)
+    write_safetensors(path, tensors, metadata)
     return path
 
 
@@ -151,7 +151,7 @@ def _numeric(where: str, value) -> np.ndarray:
     return value
 
 
-def _atomic_write(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
     """The safetensors bytes into a temp file next to ``path``, fsync, rename over ``path``."""
     header, offset, arrays = {"__metadata__": metadata}, 0, []
     for name, a in tensors.items():

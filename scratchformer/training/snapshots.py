@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import DTYPES, _atomic_write
+from .checkpoint import DTYPES, write_safetensors
 
 TENSORS, INDEX = "snapshots.safetensors", "snapshots.json"
 FORMAT = "scratchformer-attention-snapshots"
@@ -42,7 +42,7 @@ def write_snapshots(run_dir, index: dict, maps: dict[int, dict[str, np.ndarray]]
     run_dir = Path(run_dir)
     tensors = {tensor_name(s, m): np.asarray(a, dtype=np.float16)
                for s in sorted(maps) for m, a in maps[s].items()}
-    _atomic_write(run_dir / TENSORS, tensors, {"format": FORMAT, "version": "1"})
+    write_safetensors(run_dir / TENSORS, tensors, {"format": FORMAT, "version": "1"})
     atomic_write_text(run_dir / INDEX, json.dumps(index, ensure_ascii=False))
 
 

@@ -12,11 +12,11 @@ training report (``report``: one offline page per run, ``insights``: what it fla
 from .explorer import attention_html, write_attention_html
 from .plots import (AttentionRecord, attention_for_text, attention_name, close_figure,
                     collect_attention, load_model_and_task, plot_attention, plot_loss,
-                    read_metrics)
-from .records import attention_for_gpt, attention_for_translation, load_for_attention
+                    read_metrics, task_from_state)
+from .records import attention_for_gpt, attention_for_translation
 from .report import serve_report, write_report
 
 __all__ = ["AttentionRecord", "attention_name", "collect_attention", "attention_for_text",
-           "attention_for_gpt", "attention_for_translation", "load_for_attention",
-           "load_model_and_task", "plot_attention", "close_figure", "read_metrics", "plot_loss",
+           "attention_for_gpt", "attention_for_translation", "load_model_and_task",
+           "task_from_state", "plot_attention", "close_figure", "read_metrics", "plot_loss",
            "attention_html", "write_attention_html", "write_report", "serve_report"]

@@ -1,7 +1,7 @@
 """Attention records for the models that are not toy-task encoder–decoders: the character
 GPT (causal self-attention over a prompt and its continuation) and the translation model
-(BPE pieces), and ``load_for_attention(path)``, which tells the three kinds of checkpoint
-apart for ``scratchformer attention``.
+(BPE pieces; any tokenizer with ``encode(text, eos=True)``, ``decode``, ``itos``, ``bos_id``
+and ``eos_id``).
 
     rec = attention_for_gpt(model, tokenizer, "ROMEO:", new_tokens=40)
     rec = attention_for_translation(model, bpe, "In the beginning God created")
@@ -12,12 +12,10 @@ Notation as in ``plots``: T text length, S source pieces, H heads.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from ..models.decoding import greedy_decode
-from .plots import AttentionRecord, collect_attention, task_from_state
+from .plots import AttentionRecord, collect_attention
 
 
 def attention_for_gpt(model, tokenizer, prompt: str, new_tokens: int = 40) -> AttentionRecord:
@@ -60,30 +58,3 @@ def attention_for_translation(model, tokenizer, text: str, max_len: int | None =
     return collect_attention(model, src, tgt, label(src), label(tgt), input_text=text,
                              output_text=tokenizer.decode(out),
                              meta={"predicted_tokens": label(out)})
-
-
-def load_for_attention(path):
-    """``(kind, model, helper)`` from any training checkpoint: ``"task"`` with the toy task,
-    ``"gpt"`` with its CharTokenizer, ``"translation"`` with its BPETokenizer. ValueError
-    when the checkpoint holds none of them."""
-    from ..training.checkpoint import load
-
-    model, _, state = load(path)
-    if "task" in state:
-        return "task", model, task_from_state(state, path)
-    if type(model).__name__ == "GPT":
-        from ..data.chartok import CharTokenizer
-
-        if "tokenizer" not in state:
-            raise ValueError(f"{path}: a GPT checkpoint without a tokenizer in its state")
-        return "gpt", model, CharTokenizer.from_json(state["tokenizer"])
-    tok = state.get("tokenizer")
-    if tok is None and isinstance(state.get("trainer"), dict):
-        tok = state["trainer"].get("tokenizer")
-    if tok is None:
-        raise ValueError(f"{path}: neither a task, a GPT nor a translation checkpoint (its "
-                         f"state holds {sorted(state)})")
-    from ..translation.bpe import BPETokenizer
-
-    return "translation", model, BPETokenizer.from_dict(tok if isinstance(tok, dict) else
-                                                        json.loads(tok))
