@@ -148,7 +148,7 @@ def load_run(run_dir, live: float = 0) -> dict:
     snaps = read_snapshots(run_dir)
     warmup = int((ckpt or {}).get("train_config", {}).get("warmup", 0) or 0)
     tr, ev, gr = _series(records)
-    monitor = next((r for r in records if r.get("kind") == "monitor"), {})
+    monitor = next((r for r in reversed(records) if r.get("kind") == "monitor"), {})  # the latest start
     config = {}
     if ckpt:
         config = {"model": ckpt["kind"], "parameters": ckpt["parameters"],

@@ -26,13 +26,16 @@ svg.chart .grid line { stroke: #eee; } svg.chart path.line { fill: none; stroke-
 #step { width: min(640px, 90vw); }
 .outputs { font-size: 13px; margin: 6px 0 10px; } .outputs code { background: #f2f2f2;
   padding: 1px 5px; border-radius: 3px; white-space: pre-wrap; }
+.attviews { display: flex; flex-wrap: wrap; gap: 10px 36px; align-items: flex-start; }
 .multiples { display: grid; gap: 4px 6px; align-items: center; margin: 8px 0 14px; }
 .multiples canvas { border: 1px solid #ddd; cursor: pointer; width: 100%; image-rendering: pixelated; }
 .multiples canvas.on { outline: 3px solid #d6604d; }
 .multiples .rowname { font: 11px ui-monospace, monospace; text-align: right; padding-right: 4px; }
 .multiples .colname { font-size: 11px; text-align: center; color: #444; }
-table.kv { border-collapse: collapse; font-size: 12.5px; } table.kv td { padding: 1px 10px 1px 0;
-  vertical-align: top; } table.kv td:first-child { color: #666; font-family: ui-monospace, monospace; }
+.kv { font-size: 12.5px; column-width: 300px; column-gap: 28px; }
+.kvrow { break-inside: avoid; display: flex; gap: 10px; padding: 1px 0; }
+.kvrow .k { color: #666; font-family: ui-monospace, monospace; min-width: 150px; }
+.kvrow .v { overflow-wrap: anywhere; }
 #status { font-family: ui-monospace, monospace; font-size: 12px; min-height: 16px; color: #333; }
 """
 
@@ -71,19 +74,20 @@ layer where it first holds, and what it usually means (thresholds: <code>scratch
  input, recorded at log-spaced steps: rows are queries (down), columns keys (across); for
  cross-attention, target rows and source columns; causal maps are 0 above the diagonal. Move
  the slider to watch the pattern form; click a small map to enlarge it. Each map is coloured from 0
- to its own largest weight (the enlarged one's scale is in the legend).</div>
+ to its own largest weight (causal maps: leaving out the first row, whose one key always gets 1;
+ the enlarged map's scale is in the legend).</div>
  <div id="snapbar"><input type="range" id="step" min="0" max="0" value="0" aria-label="snapshot">
   <b id="steplabel"></b><div id="legend-at"></div></div>
  <div class="outputs" id="outputs"></div>
- <div class="multiples" id="multiples"></div>
- <div class="caption" id="bigwhat"></div>
- <table id="heatmap" class="hm"></table>
- <div id="status"></div>
+ <div class="attviews"><div class="multiples" id="multiples"></div>
+  <div><div class="caption" id="bigwhat"></div><table id="heatmap" class="hm"></table>
+   <div id="status"></div></div></div>
 </section>
-<section class="grid"><div><h2>Configuration</h2><div class="what">From the checkpoint: the model's
- and the training's settings, and what the run stored with them.</div><table class="kv" id="config"></table></div>
- <div><h2>Machine</h2><div class="what">Where the run trained, recorded by the monitor when it started.</div>
- <table class="kv" id="machine"></table></div></section>"""
+<section><h2>Configuration</h2><div class="what">From the checkpoint: the model's
+ (<code>model.*</code>) and the training's (<code>train.*</code>) settings, and what the run stored with them.</div>
+ <div class="kv" id="config"></div></section>
+<section><h2>Machine</h2><div class="what">Where the run trained, recorded by the monitor when it started.</div>
+ <div class="kv" id="machine"></div></section>"""
 
 JS = r"""
 (function () {
@@ -92,7 +96,7 @@ JS = r"""
   var $ = function (id) { return document.getElementById(id); };
   var NS = "http://www.w3.org/2000/svg";                  // an XML namespace name, not a request
   var COLORS = ["#2166ac", "#d6604d", "#1b7837", "#762a83", "#e08214", "#4d4d4d"];
-  var AXIS = {src: "source", tgt: "target (decoder input)", text: "text"};
+  var AXIS = {src: "source", tgt: "target (decoder input)", text: "text"}, ROWH = 16;
   var S = {snap: null, module: null, head: 0};
   try { var h = JSON.parse(decodeURIComponent(location.hash.slice(1))); if (h) S = h; } catch (e) {}
 
@@ -112,7 +116,7 @@ JS = r"""
   function lineChart(id, series, o) {
     var svg = $(id), keys = $("keys-" + id.slice(6)); svg.innerHTML = ""; keys.innerHTML = "";
     series = series.filter(function (s) { return s.xs.length; });
-    if (!series.length) { svg.style.display = "none"; return; }
+    if (!series.length) { svg.style.display = "none"; keys.textContent = "nothing recorded in this run"; return; }
     svg.style.display = "";
     var W = svg.clientWidth || 480, H = 230, L = 56, R = 10, T = 8, B = 30;
     var f = o.log ? function (v) { return v > 0 ? Math.log10(v) : NaN; } : function (v) { return v; };
@@ -137,6 +141,9 @@ JS = r"""
     svg.appendChild(svgEl("text", {x: 12, y: T + (H - T - B) / 2, transform: "rotate(-90 12 " + (T + (H - T - B) / 2) + ")", "text-anchor": "middle"}, o.ylabel));
     svg.appendChild(svgEl("line", {x1: L, x2: L, y1: T, y2: H - B, stroke: "#999"}));
     svg.appendChild(svgEl("line", {x1: L, x2: W - R, y1: H - B, y2: H - B, stroke: "#999"}));
+    if (o.mark !== undefined && o.mark >= x0 && o.mark <= x1)   // the step the slider shows
+      svg.appendChild(svgEl("line", {x1: X(o.mark), x2: X(o.mark), y1: T, y2: H - B, stroke: "#d6604d",
+                                     "stroke-dasharray": "4 3", "class": "mark"}));
     series.forEach(function (s, i) {
       var c = COLORS[i % COLORS.length], d = "";
       s.xs.forEach(function (x, j) {
@@ -172,7 +179,8 @@ JS = r"""
       var s = {name: "eval " + k.replace(/_/g, " "), xs: e.step, ys: e.series[k], dots: true};
       (k.indexOf("loss") >= 0 ? loss : met).push(s);
     });
-    lineChart("chart-loss", loss, {log: true, ylabel: "nats / token"});
+    var mark = A ? A.steps[Math.min(S.snap === null ? A.steps.length - 1 : S.snap, A.steps.length - 1)] : undefined;
+    lineChart("chart-loss", loss, {log: true, ylabel: "nats / token", mark: mark});
     lineChart("chart-metrics", met, {ylabel: "score"});
     lineChart("chart-lr", [{name: "learning rate", xs: t.step, ys: t.lr}], {ylabel: "lr"});
     lineChart("chart-tps", [{name: "tokens / s", xs: t.step, ys: t.tokens_per_s}], {ylabel: "tokens / s"});
@@ -186,18 +194,18 @@ JS = r"""
     var vals = [].concat.apply([], M).filter(function (v) { return v !== null && isFinite(v); });
     var lo = Math.min.apply(null, vals), hi = Math.max.apply(null, vals);
     SF.legend($(legendId), "viridis", Math.pow(10, lo), Math.pow(10, hi), label + " (log scale)");
-    var px = Math.max(3, Math.min(24, Math.floor((document.body.clientWidth - 260) / G.step.length)));
+    var px = Math.max(3, Math.min(48, Math.floor((document.body.clientWidth - 260) / G.step.length)));
     var rows = el("div", {"class": "rows"});
-    G.groups.forEach(function (g) { var d = el("div", {}, g); d.style.height = d.style.lineHeight = "14px"; rows.appendChild(d); });
+    G.groups.forEach(function (g) { var d = el("div", {}, g); d.style.height = d.style.lineHeight = ROWH + "px"; rows.appendChild(d); });
     var cv = el("canvas", {id: boxId + "-canvas"}), wrap = el("div", {});
     SF.heatCanvas(cv, M, 1, "viridis", lo, hi);
-    cv.style.width = G.step.length * px + "px"; cv.style.height = G.groups.length * 14 + "px";
+    cv.style.width = G.step.length * px + "px"; cv.style.height = G.groups.length * ROWH + "px";
     var xt = el("div", {"class": "xt"}); xt.style.width = cv.style.width;
     ticks(0, G.step.length - 1, 6).forEach(function (i) {
       var s = el("span", {}, String(G.step[i])); s.style.left = (i + 0.5) * px + "px"; xt.appendChild(s);
     });
     cv.addEventListener("mousemove", function (ev) {
-      var r = cv.getBoundingClientRect(), i = Math.floor((ev.clientX - r.left) / px), gi = Math.floor((ev.clientY - r.top) / 14);
+      var r = cv.getBoundingClientRect(), i = Math.floor((ev.clientX - r.left) / px), gi = Math.floor((ev.clientY - r.top) / ROWH);
       if (G.groups[gi] === undefined || G.step[i] === undefined) return;
       cv.title = G.groups[gi] + ", step " + G.step[i] + ": " + SF.fmt(G[key][gi][i]);
     });
@@ -227,6 +235,9 @@ JS = r"""
     }
     return out;
   }
+  function scaleMax(m, M) {   // causal: row 0 sees one key (weight 1 always): leave it out
+    return m.causal && M.length > 1 ? SF.matMax(M.slice(1)) : SF.matMax(M);
+  }
   function attention() {
     if (!A) { $("attention").style.display = "none"; return; }
     var n = A.steps.length, slider = $("step");
@@ -255,7 +266,7 @@ JS = r"""
       for (var h = 0; h <= H; h++) (function (head) {
         var cv = el("canvas", {"data-module": m.name, "data-head": head});
         var M = mat(m, S.snap, head);
-        SF.heatCanvas(cv, M, 2, "blues", 0, SF.matMax(M));
+        SF.heatCanvas(cv, M, 2, "blues", 0, scaleMax(m, M));
         if (S.module === m.name && S.head === head) cv.className = "on";
         cv.addEventListener("click", function () { S.module = m.name; S.head = head; attention(); });
         box.appendChild(cv);
@@ -264,11 +275,14 @@ JS = r"""
   }
   function big() {
     var m = A.modules.filter(function (x) { return x.name === S.module; })[0];
-    var M = mat(m, S.snap, S.head), vmax = SF.matMax(M), qt = A.tokens[m.query], kt = A.tokens[m.key];
+    var M = mat(m, S.snap, S.head), vmax = scaleMax(m, M), qt = A.tokens[m.query], kt = A.tokens[m.key];
     SF.legend($("legend-at"), "blues", 0, vmax, "attention weight (enlarged map: 0 \u2026 its largest)");
     $("bigwhat").textContent = m.name + ", " + (S.head === "mean" ? "mean over heads" : "head " + S.head) +
       ", step " + A.steps[S.snap] + " \u2014 " + qt.length + " queries \u00d7 " + kt.length + " keys" + (m.causal ? " (causal)" : "");
-    var room = document.body.clientWidth - 200, cell = Math.max(12, Math.min(40, Math.floor(room / kt.length)));
+    var beside = document.body.clientWidth - $("multiples").offsetWidth - 150;  // room right of the grid
+    var cell = Math.floor(beside / kt.length);
+    if (cell < 14) cell = Math.max(10, Math.min(40, Math.floor((document.body.clientWidth - 150) / kt.length)));
+    cell = Math.min(cell, 40);                            // else it wraps below the grid, full width
     SF.heatTable($("heatmap"), M, qt, kt, {vmax: vmax, cell: cell,
       rowTitle: "query: " + AXIS[m.query] + " \u2193", colTitle: "key: " + AXIS[m.key] + " \u2192",
       hover: function (q, k, w) {
@@ -276,13 +290,14 @@ JS = r"""
       }});
     document.body.setAttribute("data-state", JSON.stringify(S));
   }
-  function table(id, obj) {
+  function table(id, obj) {                              // key / value rows, flowing in columns
     var t = $(id); t.innerHTML = "";
+    if (!Object.keys(obj || {}).length) t.appendChild(el("div", {"class": "caption"}, "not recorded (no checkpoint or no monitor yet)"));
     Object.keys(obj || {}).forEach(function (k) {
-      var v = obj[k], tr = el("tr", {});
-      tr.appendChild(el("td", {}, k));
-      tr.appendChild(el("td", {}, typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)));
-      t.appendChild(tr);
+      var v = obj[k], row = el("div", {"class": "kvrow"});
+      row.appendChild(el("span", {"class": "k"}, k));
+      row.appendChild(el("span", {"class": "v"}, typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)));
+      t.appendChild(row);
     });
   }
 
@@ -292,7 +307,7 @@ JS = r"""
     layerMap("update_ratio", "legend-ur", "lxs-ur", "\u2016\u0394w\u2016/\u2016w\u2016");
     attention(); table("config", D.config); table("machine", D.machine);
   }
-  $("step").addEventListener("input", function (e) { S.snap = +e.target.value; attention(); });
+  $("step").addEventListener("input", function (e) { S.snap = +e.target.value; attention(); charts(); });
   if (A) decode(A);
   render();
   var resized = null;
