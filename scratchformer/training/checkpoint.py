@@ -151,8 +151,11 @@ def _numeric(where: str, value) -> np.ndarray:
     return value
 
 
-def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
-    """The safetensors bytes into a temp file next to ``path``, fsync, rename over ``path``."""
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str],
+                      durable: bool = True) -> None:
+    """The safetensors bytes into a temp file next to ``path``, fsync, rename over ``path``
+    (``durable=False``: no fsync — still never half a file to a reader, but a power cut may
+    lose it; for files rewritten often, like attention snapshots)."""
     header, offset, arrays = {"__metadata__": metadata}, 0, []
     for name, a in tensors.items():
         a = np.asarray(a, dtype=a.dtype.newbyteorder("<"), order="C")  # keeps 0-d as 0-d
@@ -171,7 +174,8 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict
             for a in arrays:
                 f.write(a.tobytes())
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
         os.chmod(tmp, mode)  # mkstemp makes 0600 files
         os.replace(tmp, path)
@@ -181,6 +185,8 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict
         except FileNotFoundError:
             pass
         raise
+    if not durable:
+        return
     try:  # make the rename itself durable (POSIX); not possible everywhere
         dfd = os.open(path.parent, os.O_RDONLY)
     except OSError:

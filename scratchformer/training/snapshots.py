@@ -10,7 +10,7 @@ is added, so a reader (``scratchformer report --serve``) never sees half of one:
                             "tokens": {axis: [labels]}, "input_text", "target_text", "kind"}
 
 ``steps`` lists only snapshots whose tensors are in the safetensors file (it is written
-first). The tensor file is plain safetensors — written by the checkpoint module's atomic
+first). Not fsync'd (they are rewritten at every snapshot; a power cut may lose the latest). The tensor file is plain safetensors — written by the checkpoint module's atomic
 writer and readable by any safetensors library — and read back here by a small reader
 that checks every offset against the file before reading.
 """
@@ -42,7 +42,8 @@ def write_snapshots(run_dir, index: dict, maps: dict[int, dict[str, np.ndarray]]
     run_dir = Path(run_dir)
     tensors = {tensor_name(s, m): np.asarray(a, dtype=np.float16)
                for s in sorted(maps) for m, a in maps[s].items()}
-    write_safetensors(run_dir / TENSORS, tensors, {"format": FORMAT, "version": "1"})
+    write_safetensors(run_dir / TENSORS, tensors, {"format": FORMAT, "version": "1"},
+                      durable=False)  # rewritten at every snapshot: no fsync
     atomic_write_text(run_dir / INDEX, json.dumps(index, ensure_ascii=False))
 
 

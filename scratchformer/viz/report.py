@@ -145,7 +145,10 @@ def load_run(run_dir, live: float = 0) -> dict:
                          f"a training command)?")
     records = read_records(run_dir / METRICS)
     ckpt = checkpoint_info(run_dir / CHECKPOINT)
-    snaps = read_snapshots(run_dir)
+    try:
+        snaps = read_snapshots(run_dir)
+    except (OSError, ValueError, KeyError):  # torn by a crash: the rest of the page still works
+        snaps = None
     warmup = int((ckpt or {}).get("train_config", {}).get("warmup", 0) or 0)
     tr, ev, gr = _series(records)
     monitor = next((r for r in reversed(records) if r.get("kind") == "monitor"), {})  # the latest start

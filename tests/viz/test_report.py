@@ -325,3 +325,14 @@ def test_cli_report_errors_are_one_line(argv, message, tmp_path, capsys):
     assert main(["report", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_torn_snapshot_file_leaves_the_rest_of_the_page(healthy_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "torn"
+    shutil.copytree(healthy_run, run)
+    data = (run / "snapshots.safetensors").read_bytes()
+    (run / "snapshots.safetensors").write_bytes(data[:len(data) // 2])
+    page = load_run(run)
+    assert page["attention"] is None and page["train"]["step"] == load_run(healthy_run)["train"]["step"]
