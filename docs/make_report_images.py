@@ -1,13 +1,14 @@
-"""Regenerate docs/images/report_copy.png: the training report of a default copy-task run,
-its attention section at one snapshot step, as headless Chromium shows it.
+"""Regenerate docs/images/report_copy.png and report_gpt.png: the training report's
+attention section at one snapshot step, as headless Chromium shows it.
 
     python docs/make_report_images.py                   # trains the default copy run (~15 s)
     python docs/make_report_images.py --run runs/copy   # or: an existing run directory
-    python docs/make_report_images.py --step 50 --out /tmp/report.png
+    python docs/make_report_images.py --gpt 300         # a 300-step char GPT -> report_gpt.png
 
-The run is the copy task's tuned recipe (``make_task_trainer``) with a ``TrainingMonitor``
-(``monitor_for_task``: the first held-out pair as the probe). Prints the sizes of
-``report.html`` and the snapshots. Needs ``selenium`` and Debian's ``chromium`` +
+The copy run is the task's tuned recipe (``make_task_trainer``) with a ``TrainingMonitor``
+(``monitor_for_task``: the first held-out pair as the probe); the GPT is ``gpt train``'s
+default size on tiny Shakespeare with ``monitor_for_gpt`` (the first 64 characters of the
+validation text). Prints the sizes of ``report.html`` and the snapshots. Needs ``selenium`` and Debian's ``chromium`` +
 ``chromium-driver``, and Pillow (to crop the section and store a 128-colour palette).
 """
 
@@ -36,6 +37,27 @@ def train_copy(out: Path) -> Path:
     result = trainer.fit()
     print(f"copy: {result.step} steps ({result.stop_reason}), exact match "
           f"{trainer.last_eval.get('exact_match')}")
+    return out
+
+
+def train_gpt(out: Path, steps: int) -> Path:
+    from scratchformer.models.gpt import GPT, GPTConfig
+    from scratchformer.training.lm import LMEvaluator, corpus_ids, random_blocks, split_ids
+    from scratchformer.training.monitor import monitor_for_gpt
+    from scratchformer.training.trainer import TrainConfig, Trainer
+
+    tok, ids = corpus_ids("tiny")
+    train, val = split_ids(ids)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, d_model=128, n_heads=4, d_ff=512,
+                          n_layers=4, max_len=64, seed=0))
+    cfg = TrainConfig(steps=steps, batch_size=12, lr=1e-3, warmup=min(100, steps),
+                      optimizer="adamw", betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1,
+                      eval_every=50, checkpoint_every=0)
+    trainer = Trainer(model, random_blocks(train, 64, 12), cfg, out_dir=out, progress=False,
+                      evaluate=LMEvaluator({"train": train, "val": val}, 64, 12, 4),
+                      extra_state={"tokenizer": tok.to_json(), "block": 64, "corpus": "tiny"},
+                      monitors=[monitor_for_gpt(tok, model, tok.decode(val[:64]))])
+    trainer.fit()
     return out
 
 
@@ -78,15 +100,24 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", help="an existing run directory (default: train the copy run)")
     p.add_argument("--step", type=int, default=50, help="the snapshot step shown (nearest)")
-    p.add_argument("--out", default=str(ROOT / "docs" / "images" / "report_copy.png"))
+    p.add_argument("--gpt", type=int, metavar="STEPS",
+                   help="instead: train a char GPT for STEPS steps, show its last snapshot")
+    p.add_argument("--out", help="the PNG (default docs/images/report_copy.png or report_gpt.png)")
     args = p.parse_args(argv)
+    name = "report_gpt.png" if args.gpt else "report_copy.png"
+    png = Path(args.out or ROOT / "docs" / "images" / name)
     with tempfile.TemporaryDirectory() as tmp:
-        run = Path(args.run) if args.run else train_copy(Path(tmp) / "copy")
+        if args.run:
+            run = Path(args.run)
+        elif args.gpt:
+            run = train_gpt(Path(tmp) / "gpt", args.gpt)
+        else:
+            run = train_copy(Path(tmp) / "copy")
         page = write_report(run)
         for f in (page, run / "snapshots.safetensors", run / "snapshots.json", run / "metrics.jsonl"):
             print(f"{f.name}: {f.stat().st_size:,} bytes")
-        screenshot(page, Path(args.out), args.step)
-    print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1024:.0f} KB)")
+        screenshot(page, png, args.gpt or args.step)
+    print(f"wrote {png} ({png.stat().st_size / 1024:.0f} KB)")
     return 0
 
 
