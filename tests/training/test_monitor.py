@@ -248,3 +248,40 @@ def test_translation_probe_is_labelled_with_bpe_pieces(make_transformer):
     assert mon.snapshots[1]["decoder.layers.0.cross_attn"].shape == (
         2, len(mon.probe.tokens["tgt"]), len(mon.probe.tokens["src"]))
     assert isinstance(mon.outputs[1], str)
+
+
+def test_the_torch_twin_is_watched_through_a_numpy_view(make_transformer):
+    """torch-train's model: gradient statistics from the torch tensors, snapshots on
+    ``to_numpy(model)`` (what a torch loop calling the two hooks gets)."""
+    torch = pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from scratchformer.torch_port import to_numpy, to_torch
+
+    task = copy_task()
+    ref = make_transformer(task.vocab_size, max_len=16)
+    tm = to_torch(ref)
+    mon = monitor_for_task(task, tm, every=1, model_view=to_numpy)
+    trainer = SimpleNamespace(model=tm, out_dir=None, step=0, threads=1, history=[],
+                              config=SimpleNamespace(steps=2))
+    trainer.record = trainer.history.append
+    src, tgt_in, tgt_out = task.batch(np.random.default_rng(0), 4)
+    logits = tm(torch.from_numpy(src), torch.from_numpy(tgt_in))
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), torch.from_numpy(tgt_out).flatten(),
+                                      ignore_index=0).backward()
+    mon.before_update(trainer, 1)
+    with torch.no_grad():
+        for p in tm.parameters():
+            p -= 1e-2 * p.grad
+    trainer.step = 1
+    mon.after_update(trainer, 1, 0.0)
+    rec = [r for r in trainer.history if r["kind"] == "grads"][0]
+    head = dict(tm.named_parameters())["generator.weight"]
+    assert rec["grad_norm"]["head"] >= float(head.grad.norm()) > 0  # weight and bias
+    assert rec["update_ratio"]["head"] > 0
+    np_model = to_numpy(tm)
+    src0, tgt0 = task.held_out()[0]
+    out = greedy_decode(np_model, np.asarray([src0]), max_len=len(tgt0) + 1)
+    assert mon.outputs[1] == task.decode_output(out[0])
+    assert set(mon.snapshots[1]) == set(mon.modules) == {
+        "encoder.layers.0.self_attn", "decoder.layers.0.self_attn", "decoder.layers.0.cross_attn"}
