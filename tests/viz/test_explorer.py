@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import console_errors, requests
+from headless import console_errors, requests
 
 import scratchformer as sf
 from scratchformer.cli import main
