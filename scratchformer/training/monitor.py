@@ -146,7 +146,7 @@ class TrainingMonitor:
         self.probe, self.model_view = probe, model_view
         self.groups = param_groups(model)
         self.snapshot_steps = None if snapshot_steps is None else sorted(
-            {check_int("snapshot_steps[]", s, 1) for s in snapshot_steps})
+            {check_int("snapshot_steps", s, 1) for s in snapshot_steps})
         view = model_view(model) if model_view else model
         self.modules = {} if probe is None else {
             name: attention_axes(name) for name, m in view.named_modules()
