@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 
-from . import attention, checkpoint, gpt, tasks, torch_train, translate
+from . import attention, checkpoint, gpt, report, tasks, torch_train, translate
 from .common import CLIError, Formatter, Parser, describe
 
 EPILOG = """examples:
@@ -41,7 +41,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for group in (tasks, gpt, translate, torch_train, attention, checkpoint):
+    for group in (tasks, gpt, translate, torch_train, attention, report, checkpoint):
         group.register(sub)
     return parser
 

@@ -56,9 +56,12 @@ class CheckpointError(ValueError):
 
 
 # ---- write ------------------------------------------------------------------------------
-def write_file(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+def write_file(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str],
+               durable: bool = True) -> None:
     """``tensors`` (numeric arrays, in this order) and ``metadata`` (str → str; ``sha256``
-    and ``header_sha256`` are added) into the safetensors file ``path``, atomically."""
+    and ``header_sha256`` are added) into the safetensors file ``path``, atomically.
+    ``durable=False``: no fsync — still never half a file to a reader, but a power cut may
+    lose it (for files rewritten often, like the attention snapshots)."""
     metadata = {**metadata, "sha256": UNSEALED, "header_sha256": UNSEALED}
     header, offset, chunks = {"__metadata__": metadata}, 0, []
     for name, a in tensors.items():
@@ -84,7 +87,8 @@ def write_file(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, s
             f.seek(8)
             f.write(_encode_header(header))  # the same length: only 64 zeros became digits
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp: 0600
         os.replace(tmp, path)
     except OSError as e:
@@ -93,7 +97,8 @@ def write_file(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, s
     except BaseException:
         _remove(tmp)
         raise
-    _fsync_directory(path.parent)
+    if durable:
+        _fsync_directory(path.parent)
 
 
 def _encode_header(header: dict) -> bytes:

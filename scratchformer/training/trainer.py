@@ -315,7 +315,8 @@ class Trainer:
         monitors: objects watching the run (e.g. per-layer gradient norms, attention
             snapshots); each may define ``before_update(trainer, step)`` (gradients ready,
             after clipping, weights not yet changed) and ``after_update(trainer, step, loss)``
-            (weights updated, ``trainer.step == step``). They write with ``trainer.record``.
+            (weights updated, ``trainer.step == step``) and ``end(trainer)`` (the fit stopped
+            normally: its last step or the target). They write with ``trainer.record``.
     """
 
     def __init__(self, model, batch_fn: Callable, config: TrainConfig | None = None, *,
@@ -368,6 +369,9 @@ class Trainer:
                     self.save(os.path.join(self.out_dir, "checkpoint.safetensors"))
             if signals.signum is not None:
                 self._interrupted(signals.signum)
+            for m in self.monitors:
+                if hasattr(m, "end"):
+                    m.end(self)
         if self.out_dir:
             self.save(os.path.join(self.out_dir, "checkpoint.safetensors"))
         measured = self.last_eval_step is not None and self.last_eval_step != evals_before

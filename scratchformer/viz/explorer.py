@@ -1,44 +1,45 @@
 """An offline, interactive attention explorer: ONE self-contained HTML file.
 
-    rec = scratchformer.viz.attention_for_text(model, task, "Nov 27, 2026")
+    rec = scratchformer.viz.attention_for_text(model, task, "Nov 27, 2026")   # toy task
+    rec = scratchformer.viz.attention_for_gpt(model, tokenizer, "ROMEO:")       # char GPT
+    rec = scratchformer.viz.attention_for_translation(model, bpe, "In the beginning")
     write_attention_html(rec, "attn.html")          # open it in any browser, no network
 
-The page embeds the weights of every layer and head of all three attention kinds
-(encoder self-attention, decoder masked self-attention, cross-attention) as JSON, and
-draws them with a few lines of inline JavaScript and CSS — no CDN, no external file, no
-request of any kind, so it works from a laptop on a plane or an air-gapped machine
-(bertviz, which needs its CDN, renders blank there). Choose the kind, the layer and the
-head (or the mean over heads); then
+The page embeds the weights of every layer and head of every attention kind the model
+has — encoder self-attention, decoder masked self-attention and cross-attention for the
+encoder–decoder, causal self-attention for the GPT — as JSON, and draws them with inline
+JavaScript and CSS (``htmlkit``): no CDN, no external file, no request of any kind, so it
+works from a laptop on a plane (bertviz, which needs its CDN, renders blank there).
+Choose the kind, the layer and the head (or the mean over heads); then
 
 - the *token view* (left) joins every query token to the keys it attends to, line
   opacity = weight; hover a query token to see only its lines and its weights on the
   keys, hover a key token to see who attends to it;
-- the *heatmap* (right) shows the (Tq, Tk) matrix; hover a cell for its exact value.
+- the *heatmap* (right): rows are queries (down), columns keys (across) — for
+  cross-attention, target rows and source columns — each row a softmax summing to 1.
+  The colour scale runs from 0 to the largest weight shown (its legend says which), so
+  the mean over heads, flatter than any one head, is as readable as a single head; cells
+  grow to use the window's width and print their weight once they are large enough.
 
 Needs neither matplotlib nor anything else outside the standard library and NumPy.
 """
 
 from __future__ import annotations
 
-import html
-import json
-import re
 from pathlib import Path
 
 import numpy as np
 
+from .htmlkit import page
+
 _CSS = """
-body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 18px; color: #222; }
-h1 { font-size: 18px; margin: 0 0 4px; }
 .io { color: #555; margin-bottom: 10px; }
-.io code { background: #f2f2f2; padding: 1px 5px; border-radius: 3px; }
-.controls { display: flex; flex-wrap: wrap; gap: 14px; align-items: center; margin-bottom: 12px; }
+.io code { background: #f2f2f2; padding: 1px 5px; border-radius: 3px; white-space: pre-wrap; }
+.controls { display: flex; flex-wrap: wrap; gap: 14px; align-items: center; margin-bottom: 10px; }
 .controls .group { display: flex; gap: 4px; align-items: center; }
-button { font: inherit; padding: 3px 9px; border: 1px solid #bbb; background: #fafafa;
-         border-radius: 4px; cursor: pointer; }
-button.on { background: #2166ac; color: #fff; border-color: #2166ac; }
 select { font: inherit; padding: 2px 4px; }
-.views { display: flex; gap: 36px; align-items: flex-start; flex-wrap: wrap; }
+.views { display: flex; gap: 28px; align-items: flex-start; }
+#hmbox { flex: 1 1 auto; min-width: 0; overflow-x: auto; }
 .tokview { display: flex; align-items: flex-start; }
 .col { display: flex; flex-direction: column; }
 .tok { height: 22px; line-height: 22px; padding: 0 6px; font-family: ui-monospace, Menlo, Consolas,
@@ -47,32 +48,44 @@ select { font: inherit; padding: 2px 4px; }
 .tok.hl { outline: 2px solid #d6604d; }
 .muted { color: #999; }
 svg line { stroke: #2166ac; }
-table.hm { border-collapse: collapse; }
-table.hm td.cell { width: 20px; height: 20px; padding: 0; border: 1px solid #fff; }
-table.hm td.cell.hl { outline: 2px solid #d6604d; }
-table.hm th { font: 12px ui-monospace, Menlo, Consolas, monospace; font-weight: normal;
-              padding: 0 4px; white-space: pre; }
-table.hm th.k { vertical-align: bottom; height: 40px; }
-table.hm th.k span { writing-mode: vertical-rl; transform: rotate(180deg); }
-table.hm th.hl { color: #d6604d; font-weight: bold; }
 #status { margin-top: 10px; min-height: 20px; font-family: ui-monospace, Menlo, monospace; }
-.caption { color: #666; font-size: 12px; margin: 4px 0 6px; }
 """
+
+_BODY = """<h1>@@TITLE@@</h1>
+<div class="io" id="io"></div>
+<div class="controls">
+  <div class="group">attention: <span id="kinds" class="group"></span></div>
+  <div class="group"><select id="layer" aria-label="layer"></select></div>
+  <div class="group">head: <span id="heads" class="group"></span></div>
+  <div id="legend"></div>
+</div>
+<div id="what" class="caption"></div>
+<div class="views">
+  <div><div class="caption">queries (left) &rarr; keys (right); line opacity = weight</div>
+       <div id="tokview" class="tokview"></div></div>
+  <div id="hmbox"><div class="caption">rows: queries (down), columns: keys (across); each row
+       is softmax(q&middot;k/&radic;d<sub>h</sub>) over the keys and sums to 1</div>
+       <table id="heatmap" class="hm"></table></div>
+</div>
+<div id="status"></div>"""
 
 _JS = r"""
 (function () {
   "use strict";
-  var D = JSON.parse(document.getElementById("attn-data").textContent);
+  var D = JSON.parse(document.getElementById("page-data").textContent), el = SF.el;
   var KINDS = {enc: "encoder self-attention", dec: "decoder self-attention (masked)",
-               cross: "cross-attention (decoder \u2192 encoder)"};
-  var ROW = 22, GAP = 140;
+               cross: "cross-attention (decoder \u2192 encoder)", causal: "causal self-attention"};
+  var AXES = {enc: ["query: source \u2193", "key: source \u2192"],
+              dec: ["query: target (decoder input) \u2193", "key: target (decoder input) \u2192"],
+              cross: ["query: target (decoder input) \u2193", "key: source (encoder output) \u2192"],
+              causal: ["query: text \u2193", "key: text (this and earlier positions) \u2192"]};
+  var ROW = 22, GAP = 120;
   var first = D.layers.cross ? "cross" : Object.keys(D.layers)[0];
   var S = {kind: first, layer: D.layers[first].length - 1, head: 0};   // last layer first
   var $ = function (id) { return document.getElementById(id); };
 
   function qTokens(k) { return k === "enc" ? D.src_tokens : D.tgt_tokens; }
-  function kTokens(k) { return k === "dec" ? D.tgt_tokens : D.src_tokens; }
-  function show(t) { return t === " " ? "\u2423" : t; }
+  function kTokens(k) { return k === "dec" || k === "causal" ? D.tgt_tokens : D.src_tokens; }
   function matrix() {                                     // (Tq, Tk) for the current choice
     var W = D.layers[S.kind][S.layer];                    // (H, Tq, Tk)
     if (S.head !== "mean") return W[S.head];
@@ -82,22 +95,22 @@ _JS = r"""
       });
     });
   }
-  function color(w) {                                     // white -> #2166ac
-    var r = Math.round(255 - (255 - 33) * w), g = Math.round(255 - (255 - 102) * w),
-        b = Math.round(255 - (255 - 172) * w);
-    return "rgb(" + r + "," + g + "," + b + ")";
-  }
-  function el(tag, attrs, text) {
-    var e = document.createElement(tag);
-    for (var a in attrs) e.setAttribute(a, attrs[a]);
-    if (text !== undefined) e.textContent = text;
-    return e;
-  }
   function button(id, label, on, click) {
     var b = el("button", {id: id, type: "button"}, label);
     if (on) b.className = "on";
     b.addEventListener("click", click);
     return b;
+  }
+
+  function io() {
+    var box = $("io"); box.innerHTML = "";
+    if (D.input_text === null || D.input_text === undefined) return;
+    box.appendChild(document.createTextNode(D.kind === "gpt" ? "prompt " : "input "));
+    box.appendChild(el("code", {}, D.input_text));
+    if (D.output_text !== null && D.output_text !== undefined) {
+      box.appendChild(document.createTextNode(D.kind === "gpt" ? " \u2192 continuation " : " \u2192 output "));
+      box.appendChild(el("code", {}, D.output_text));
+    }
   }
 
   function controls() {
@@ -124,11 +137,11 @@ _JS = r"""
     }));
   }
 
-  function tokenView(M, qt, kt) {
+  function tokenView(M, qt, kt, vmax) {
     var box = $("tokview"); box.innerHTML = "";
     var qc = el("div", {id: "queries", "class": "col"}), kc = el("div", {id: "keys", "class": "col"});
-    qt.forEach(function (t, i) { qc.appendChild(el("div", {"class": "tok", "data-i": i}, show(t))); });
-    kt.forEach(function (t, i) { kc.appendChild(el("div", {"class": "tok", "data-i": i}, show(t))); });
+    qt.forEach(function (t, i) { qc.appendChild(el("div", {"class": "tok", "data-i": i}, SF.show(t))); });
+    kt.forEach(function (t, i) { kc.appendChild(el("div", {"class": "tok", "data-i": i}, SF.show(t))); });
     var H = Math.max(qt.length, kt.length) * ROW;
     var NS = "http://www.w3.org/2000/svg";                // an XML namespace name, not a request
     var svg = document.createElementNS(NS, "svg");
@@ -138,7 +151,7 @@ _JS = r"""
       var ln = document.createElementNS(NS, "line");
       ln.setAttribute("x1", 0); ln.setAttribute("y1", q * ROW + ROW / 2);
       ln.setAttribute("x2", GAP); ln.setAttribute("y2", k * ROW + ROW / 2);
-      ln.setAttribute("stroke-width", 2); ln.setAttribute("stroke-opacity", M[q][k]);
+      ln.setAttribute("stroke-width", 2); ln.setAttribute("stroke-opacity", M[q][k] / vmax);
       ln.setAttribute("data-q", q); ln.setAttribute("data-k", k);
       svg.appendChild(ln);
     }
@@ -155,8 +168,8 @@ _JS = r"""
       Array.prototype.forEach.call(other.childNodes, function (d, j) {
         d.classList.remove("muted"); d.classList.remove("hl");
         var w = i === null ? null : (side === "q" ? M[i][j] : M[j][i]);
-        d.style.background = w === null ? "" : color(w);
-        d.style.color = w !== null && w > 0.55 ? "#fff" : "";
+        d.style.background = w === null ? "" : SF.css(SF.rgb("blues", w / vmax));
+        d.style.color = w !== null && w / vmax > 0.55 ? "#fff" : "";
         d.title = w === null ? "" : w.toFixed(3);
       });
       if (i !== null) status(side === "q" ? "query " + i + " " + JSON.stringify(qt[i]) +
@@ -173,48 +186,32 @@ _JS = r"""
     });
   }
 
-  function heatmap(M, qt, kt) {
-    var t = $("heatmap"); t.innerHTML = "";
-    var head = el("tr", {}); head.appendChild(el("th", {}));
-    kt.forEach(function (tok, k) {
-      var th = el("th", {"class": "k", "data-k": k}); th.appendChild(el("span", {}, show(tok)));
-      head.appendChild(th);
-    });
-    t.appendChild(head);
-    qt.forEach(function (tok, q) {
-      var tr = el("tr", {}); tr.appendChild(el("th", {"class": "q", "data-q": q}, show(tok)));
-      kt.forEach(function (ktok, k) {
-        var w = M[q][k];
-        var td = el("td", {"class": "cell", "data-q": q, "data-k": k, "data-w": w.toFixed(4),
-                           title: JSON.stringify(tok) + " \u2192 " + JSON.stringify(ktok) + ": " + w.toFixed(3)});
-        td.style.background = color(w);
-        td.addEventListener("mouseenter", function () {
-          td.classList.add("hl");
-          t.querySelector('th.q[data-q="' + q + '"]').classList.add("hl");
-          t.querySelector('th.k[data-k="' + k + '"]').classList.add("hl");
-          status("query " + q + " " + JSON.stringify(tok) + " \u2192 key " + k + " " +
-                 JSON.stringify(ktok) + ": " + w.toFixed(4));
-        });
-        td.addEventListener("mouseleave", function () {
-          td.classList.remove("hl");
-          Array.prototype.forEach.call(t.querySelectorAll("th.hl"), function (h) { h.classList.remove("hl"); });
-        });
-        tr.appendChild(td);
-      });
-      t.appendChild(tr);
-    });
+  function heatmap(M, qt, kt, vmax) {
+    var t = $("heatmap"), box = $("hmbox");
+    var room = box.clientWidth - 12 * Math.max.apply(null, qt.map(function (s) { return s.length; })) - 60;
+    var cell = Math.max(16, Math.min(64, Math.floor(room / kt.length)));
+    SF.heatTable(t, M, qt, kt, {vmax: vmax, cell: cell, rowTitle: AXES[S.kind][0],
+      colTitle: AXES[S.kind][1], hover: function (q, k, w, td) {
+        Array.prototype.forEach.call(t.querySelectorAll(".hl"), function (h) { h.classList.remove("hl"); });
+        td.classList.add("hl");
+        t.querySelector('th.q[data-q="' + q + '"]').classList.add("hl");
+        t.querySelector('th.k[data-k="' + k + '"]').classList.add("hl");
+        status("query " + q + " " + JSON.stringify(qt[q]) + " \u2192 key " + k + " " +
+               JSON.stringify(kt[k]) + ": " + w.toFixed(4));
+      }});
   }
 
   function status(s) { $("status").textContent = s; }
 
   function render() {
     controls();
-    var M = matrix(), qt = qTokens(S.kind), kt = kTokens(S.kind);
+    var M = matrix(), qt = qTokens(S.kind), kt = kTokens(S.kind), vmax = SF.matMax(M);
     $("what").textContent = KINDS[S.kind] + ", layer " + S.layer + ", " +
       (S.head === "mean" ? "mean over " + D.n_heads + " heads" : "head " + S.head) +
       "  \u2014  " + qt.length + " queries \u00d7 " + kt.length + " keys";
-    tokenView(M, qt, kt);
-    heatmap(M, qt, kt);
+    SF.legend($("legend"), "blues", 0, vmax, "attention weight (0 \u2026 largest shown)");
+    tokenView(M, qt, kt, vmax);
+    heatmap(M, qt, kt, vmax);
     document.body.setAttribute("data-state", JSON.stringify(S));
     status("hover a token or a cell");
   }
@@ -228,38 +225,11 @@ _JS = r"""
     else return;
     render();
   });
+  var resized = null;
+  window.addEventListener("resize", function () { clearTimeout(resized); resized = setTimeout(render, 150); });
+  io();
   render();
 })();
-"""
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
-<title>@@TITLE@@</title>
-<style>@@CSS@@</style>
-</head>
-<body>
-<h1>@@TITLE@@</h1>
-<div class="io">@@IO@@</div>
-<div class="controls">
-  <div class="group">attention: <span id="kinds" class="group"></span></div>
-  <div class="group"><select id="layer" aria-label="layer"></select></div>
-  <div class="group">head: <span id="heads" class="group"></span></div>
-</div>
-<div id="what" class="caption"></div>
-<div class="views">
-  <div><div class="caption">queries (left) &rarr; keys (right); line opacity = weight</div>
-       <div id="tokview" class="tokview"></div></div>
-  <div><div class="caption">rows: queries, columns: keys; each row sums to 1</div>
-       <table id="heatmap" class="hm"></table></div>
-</div>
-<div id="status"></div>
-<script type="application/json" id="attn-data">@@DATA@@</script>
-<script>@@JS@@</script>
-</body>
-</html>
 """
 
 
@@ -278,30 +248,19 @@ def attention_html(record, title: str | None = None) -> str:
                 str(text).encode("utf-8")
             except UnicodeEncodeError:
                 raise ValueError(f"{name}: {text!r} cannot be written as UTF-8 (a lone surrogate?)") from None
-    # JSON inside <script>: a "<" could end the element early ("</script>") or start a
-    # comment ("<!--"); \u003c is the same character to JSON.parse and inert to HTML
-    blob = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
-    io = ""
-    if data.get("input_text") is not None:
-        io = f"input <code>{html.escape(data['input_text'])}</code>"
-        if data.get("output_text") is not None:
-            io += f" &rarr; output <code>{html.escape(data['output_text'])}</code>"
-    parts = {"CSS": _CSS, "JS": _JS, "IO": io, "DATA": blob,
-             "TITLE": html.escape(title or "ScratchFormer attention explorer")}
-    # one pass, so text from the user can never be taken for a placeholder
-    return re.sub(r"@@([A-Z]+)@@", lambda m: parts[m.group(1)], _PAGE)
+    return page(title or "ScratchFormer attention explorer", _BODY, _CSS, _JS, data)
 
 
 def write_attention_html(record, path, title: str | None = None) -> Path:
     """Write the explorer for ``record`` to ``path`` (UTF-8); returns ``Path(path)``."""
     path = Path(path)
     try:
-        page = attention_html(record, title).encode("utf-8")  # every check before the file
+        text = attention_html(record, title).encode("utf-8")  # every check before the file
     except UnicodeEncodeError as e:
         raise ValueError(f"the page cannot be written as UTF-8: {e}") from None
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(page)
+    path.write_bytes(text)
     return path
 
 

@@ -9,6 +9,7 @@ The three kinds of attention of the encoder–decoder, and where they live::
     enc     encoder.layers.{i}.self_attn     source × source    (H, S, S)
     dec     decoder.layers.{i}.self_attn     target × target    (H, T, T)   causal: upper triangle 0
     cross   decoder.layers.{i}.cross_attn    target × source    (H, T, S)
+    causal  blocks.{i}.self_attn             text × text        (H, T, T)   the GPT: causal
 
 Row t of a map is query position t; it holds a probability distribution over the keys
 (each row sums to 1; masked keys get exactly 0).
@@ -37,15 +38,17 @@ KINDS = {
     "enc": ("encoder", "self_attn", "encoder self-attention"),
     "dec": ("decoder", "self_attn", "decoder self-attention (masked)"),
     "cross": ("decoder", "cross_attn", "cross-attention (decoder → encoder)"),
+    "causal": ("blocks", "self_attn", "causal self-attention (GPT)"),
 }
 
 
 def attention_name(kind: str, layer: int) -> str:
-    """``("cross", 1)`` → ``"decoder.layers.1.cross_attn"``: the key in ``model.attention_maps()``."""
+    """``("cross", 1)`` → ``"decoder.layers.1.cross_attn"``, ``("causal", 0)`` →
+    ``"blocks.0.self_attn"``: the key in ``model.attention_maps()``."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
     stack, attn, _ = KINDS[kind]
-    return f"{stack}.layers.{layer}.{attn}"
+    return f"blocks.{layer}.{attn}" if stack == "blocks" else f"{stack}.layers.{layer}.{attn}"
 
 
 @dataclass
@@ -54,7 +57,8 @@ class AttentionRecord:
 
     ``maps``: ``{module name: (H, Tq, Tk) float array}``, as ``model.attention_maps()``
     but for a single example (the batch axis removed). ``src_tokens`` (S strings) label the
-    encoder positions, ``tgt_tokens`` (T strings, ``<bos>`` first) the decoder positions.
+    encoder positions, ``tgt_tokens`` (T strings, ``<bos>`` first) the decoder positions;
+    for a GPT (kind ``causal``) ``tgt_tokens`` label the text and ``src_tokens`` is empty.
     ``input_text`` / ``output_text``: the text that went in and what the model produced.
     """
 
@@ -77,10 +81,10 @@ class AttentionRecord:
         return next(iter(self.maps.values())).shape[0]
 
     def query_tokens(self, kind: str) -> list[str]:
-        return self.src_tokens if kind == "enc" else self.tgt_tokens
+        return self.src_tokens if kind == "enc" else self.tgt_tokens  # dec, cross, causal
 
     def key_tokens(self, kind: str) -> list[str]:
-        return self.tgt_tokens if kind == "dec" else self.src_tokens
+        return self.tgt_tokens if kind in ("dec", "causal") else self.src_tokens
 
     def get(self, kind: str, layer: int = -1) -> np.ndarray:
         """(H, Tq, Tk) weights of ``kind`` at ``layer`` (negative counts from the last)."""
@@ -96,7 +100,8 @@ class AttentionRecord:
         """A JSON-able dict (weights rounded to 4 decimals) — what the HTML explorer embeds."""
         layers = {k: [np.round(self.get(k, i).astype(np.float64), 4).tolist()
                       for i in range(self.n_layers(k))] for k in KINDS if self.n_layers(k)}
-        return {"src_tokens": list(self.src_tokens), "tgt_tokens": list(self.tgt_tokens),
+        return {"kind": "gpt" if "causal" in layers else "seq2seq",
+                "src_tokens": list(self.src_tokens), "tgt_tokens": list(self.tgt_tokens),
                 "input_text": self.input_text, "output_text": self.output_text,
                 "n_heads": self.n_heads, "layers": layers, "meta": self.meta}
 
@@ -156,17 +161,23 @@ def attention_for_text(model, task, text: str, max_len: int | None = None,
 def load_model_and_task(path):
     """``(model, task)`` from a checkpoint written by ``scratchformer train`` (its state
     holds ``task = {"name": ..., "options": {...}}``)."""
-    from ..data.tasks import get_task
     from ..training.checkpoint import load
 
     model, _, state = load(path)
+    return model, task_from_state(state, path)
+
+
+def task_from_state(state: dict, path="checkpoint"):
+    """The toy task stored in a checkpoint's state (``task = {"name", "options"}``)."""
+    from ..data.tasks import get_task
+
     task = state.get("task")
     if isinstance(task, str):  # tolerate a JSON string
         task = json.loads(task)
     if not isinstance(task, dict) or "name" not in task:
         raise ValueError(f"{path}: no task stored in this checkpoint (expected state 'task' = "
                          f"{{'name': ..., 'options': {{...}}}}, got {task!r:.80})")
-    return model, get_task(task["name"], **task.get("options", {}))
+    return get_task(task["name"], **task.get("options", {}))
 
 
 # ---- plots (matplotlib, imported lazily) ------------------------------------------------------
@@ -205,7 +216,7 @@ def plot_attention(attn, kind: str = "cross", layer: int = -1, *, query_tokens=N
       - ``model.attention_maps()`` (a dict; ``kind``/``layer`` choose the module,
         ``index`` the batch row),
       - one array, (H, Tq, Tk) or (B, H, Tq, Tk).
-    ``kind``: "enc", "dec" or "cross"; ``layer`` may be negative (-1 = last).
+    ``kind``: "enc", "dec", "cross" or "causal" (GPT); ``layer`` may be negative (-1 = last).
     ``heads``: which heads to draw (default all). ``path``: also save the figure there
     (PNG, SVG, PDF by extension). Returns the matplotlib Figure.
     """
@@ -250,9 +261,10 @@ def plot_attention(attn, kind: str = "cross", layer: int = -1, *, query_tokens=N
         ax.set_yticks(range(Tq), [_show(t) for t in query_tokens], fontsize=7)
         ax.tick_params(length=0)
     for ax in axes[:, 0]:
-        ax.set_ylabel("query (target input)" if kind in ("dec", "cross") else "query", fontsize=8)
+        ax.set_ylabel({"dec": "query (target input)", "cross": "query (target input)",
+                       "causal": "query (text)"}.get(kind, "query (source)"), fontsize=8)
     for ax in axes[-1, :]:
-        ax.set_xlabel("key (source)" if kind in ("enc", "cross") else "key (target input)",
+        ax.set_xlabel({"dec": "key (target input)", "causal": "key (text)"}.get(kind, "key (source)"),
                       fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.8, label="attention weight")
     fig.suptitle(title or f"{label}, layer {layer}", fontsize=10)

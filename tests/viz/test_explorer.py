@@ -1,22 +1,42 @@
-"""The offline attention explorer: one self-contained HTML file, driven in a real browser.
-
-The browser test needs Debian's ``chromium`` + ``chromium-driver`` (or any Chrome and its
-chromedriver on PATH; ``SCRATCHFORMER_CHROMIUM`` / ``SCRATCHFORMER_CHROMEDRIVER`` override
-the paths) and ``selenium``; it is skipped where they are missing. No browser is downloaded.
-"""
+"""The offline attention explorer: one self-contained HTML file, driven in a real browser
+(the ``browser`` fixture: tests/viz/conftest.py), for toy-task, GPT and translation models."""
 
 import json
-import os
 import re
-import shutil
 
 import numpy as np
 import pytest
+from headless import console_errors, requests
 
 import scratchformer as sf
-from scratchformer.viz.explorer import attention_html, write_attention_html
+from scratchformer.cli import main
+from scratchformer.data.chartok import CharTokenizer
 from scratchformer.data.tasks import get_task
-from scratchformer.viz import attention_for_text
+from scratchformer.training.checkpoint import save
+from scratchformer.translation.bpe import BPETokenizer
+from scratchformer.viz import attention_for_gpt, attention_for_text, attention_for_translation
+from scratchformer.viz.explorer import attention_html, write_attention_html
+
+TEXT = "First Citizen: we are accounted poor citizens, the patricians good.\n" * 3
+
+
+@pytest.fixture(scope="module")
+def gpt_parts():
+    tok = CharTokenizer.from_text(TEXT)
+    model = sf.GPT(sf.GPTConfig(tok.vocab_size, d_model=16, n_heads=2, d_ff=32, n_layers=2,
+                                max_len=24, seed=0))
+    return model, tok
+
+
+@pytest.fixture(scope="module")
+def bpe_parts():
+    pairs = [("In the beginning God created the heaven", "En el principio creó Dios los cielos"),
+             ("And God said, Let there be light", "Y dijo Dios: Sea la luz")] * 3
+    tok = BPETokenizer.train([t for p in pairs for t in p], vocab_size=60)
+    cfg = sf.TransformerConfig(src_vocab_size=tok.vocab_size, tgt_vocab_size=tok.vocab_size,
+                               d_model=16, n_heads=2, d_ff=32, n_encoder_layers=1,
+                               n_decoder_layers=1, dropout=0.0, max_len=40, seed=0)
+    return sf.Transformer(cfg), tok
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +55,7 @@ def test_page_is_self_contained(record):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "@import" not in page and "url(" not in page
     assert "default-src 'none'" in page  # the CSP forbids any request
-    data = re.search(r'<script type="application/json" id="attn-data">(.*?)</script>', page, re.S)
+    data = re.search(r'<script type="application/json" id="page-data">(.*?)</script>', page, re.S)
     blob = json.loads(data.group(1))
     assert blob["n_heads"] == 4 and sorted(blob["layers"]) == ["cross", "dec", "enc"]
     np.testing.assert_allclose(blob["layers"]["cross"][1], record.get("cross", 1), atol=5e-5)
@@ -62,45 +82,41 @@ def test_non_finite_weights_and_unencodable_tokens_are_refused_before_writing(re
     assert not out.exists()  # no empty or half-written page
 
 
-def _browser_paths():
-    chrome = os.environ.get("SCRATCHFORMER_CHROMIUM") or next(
-        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-    driver = os.environ.get("SCRATCHFORMER_CHROMEDRIVER") or shutil.which("chromedriver") or (
-        "/usr/lib/chromium/chromedriver" if os.path.exists("/usr/lib/chromium/chromedriver") else None)
-    return chrome, driver
-
-
-@pytest.fixture(scope="module")
-def browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    chrome, driver = _browser_paths()
-    if not chrome or not driver:
-        pytest.skip("no chromium/chromedriver installed (apt-get install chromium chromium-driver)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
-                 "--window-size=1280,720"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(options=opts, service=Service(driver))
-    yield d
-    d.quit()
-
-
 def _cells(browser):
-    from selenium.webdriver.common.by import By
-
-    cells = browser.find_elements(By.CSS_SELECTOR, "#heatmap td.cell")
-    return cells, browser.execute_script(
+    return browser.execute_script(
         "return Array.from(document.querySelectorAll('#heatmap td.cell'))"
         ".map(c => [+c.dataset.q, +c.dataset.k, +c.dataset.w, getComputedStyle(c).backgroundColor]);")
 
 
 def _rgb(css: str) -> tuple:
     return tuple(int(v) for v in re.findall(r"\d+", css)[:3])
+
+
+def _texts(browser, css: str) -> list[str]:
+    return browser.execute_script(
+        f"return Array.from(document.querySelectorAll({css!r})).map(e => e.textContent);")
+
+
+def _show(t: str) -> str:  # how the page shows a blank
+    return "\u2423" if t == " " else t.replace("\n", "\u21b5")
+
+
+def check_heatmap(browser, want: np.ndarray):
+    """The cells hold ``want`` (Tq, Tk); the colour darkens with the weight, the largest
+    weight gets the darkest colour of the scale, and the legend runs 0 .. that weight."""
+    info = _cells(browser)
+    Tq, Tk = want.shape
+    assert len(info) == Tq * Tk
+    got = np.zeros((Tq, Tk))
+    for q, k, w, _ in info:
+        got[q, k] = w
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    order = sorted(info, key=lambda c: c[2])
+    shade = [sum(_rgb(c[3])) for c in order]
+    assert all(a >= b for a, b in zip(shade, shade[1:]))  # more weight, darker
+    assert shade[-1] <= 170  # the scale's darkest blue (8, 48, 107): the mean view is not pale
+    hi = float(browser.execute_script("return document.querySelector('#legend .hi').textContent"))
+    assert hi == pytest.approx(want.max(), rel=0.01)
 
 
 def test_explorer_renders_switches_heads_and_highlights(browser, record, tmp_path):
@@ -114,33 +130,24 @@ def test_explorer_renders_switches_heads_and_highlights(browser, record, tmp_pat
     assert state() == {"kind": "cross", "layer": 1, "head": 0}  # opens on the last cross layer
     T, S = len(record.tgt_tokens), len(record.src_tokens)
 
-    def check_matrix(kind, layer, head):
-        cells, info = _cells(browser)
-        Tq, Tk = len(record.query_tokens(kind)), len(record.key_tokens(kind))
-        assert len(cells) == Tq * Tk
-        want = record.get(kind, layer)[head] if head != "mean" else record.get(kind, layer).mean(0)
-        got = np.zeros((Tq, Tk))
-        for q, k, w, color in info:
-            got[q, k] = w
-            red = _rgb(color)[0]  # white (255) for 0 down to 33 for 1
-            assert abs(red - (255 - 222 * w)) <= 1
-        np.testing.assert_allclose(got, want, atol=1e-4)
+    def check(kind, layer, head):
+        w = record.get(kind, layer)
+        check_heatmap(browser, w[head] if head != "mean" else w.mean(0))
 
-    check_matrix("cross", 1, 0)
+    check("cross", 1, 0)
     browser.find_element(By.ID, "head-2").click()
     assert state()["head"] == 2
-    check_matrix("cross", 1, 2)
+    check("cross", 1, 2)
     browser.find_element(By.ID, "head-mean").click()
-    check_matrix("cross", 1, "mean")
+    check("cross", 1, "mean")
     browser.find_element(By.ID, "kind-enc").click()
     Select(browser.find_element(By.ID, "layer")).select_by_value("0")
     browser.find_element(By.ID, "head-1").click()
     assert state() == {"kind": "enc", "layer": 0, "head": 1}
-    check_matrix("enc", 0, 1)
+    check("enc", 0, 1)
     browser.find_element(By.ID, "kind-dec").click()
-    check_matrix("dec", 0, 1)
-    _, info = _cells(browser)
-    assert all(w == 0 for q, k, w, _ in info if k > q)  # masked future: exactly zero
+    check("dec", 0, 1)
+    assert all(w == 0 for q, k, w, _ in _cells(browser) if k > q)  # masked future: exactly zero
 
     # hover query token 3 of the cross-attention: the keys are shaded by its weights
     browser.find_element(By.ID, "kind-cross").click()
@@ -164,7 +171,82 @@ def test_explorer_renders_switches_heads_and_highlights(browser, record, tmp_pat
     assert "query 3" in browser.find_element(By.ID, "status").text
     assert T == len(browser.find_elements(By.CSS_SELECTOR, "#queries .tok"))
 
-    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-    assert not errors, errors
+    assert not console_errors(browser)
+    assert {u.split("#")[0] for u in requests(browser)} <= {path.resolve().as_uri()}
     shot = tmp_path / "explorer.png"
     assert browser.save_screenshot(str(shot)) and shot.read_bytes()[:4] == b"\x89PNG"
+
+
+AXES = {"enc": ("query: source", "key: source"),
+        "dec": ("query: target", "key: target"),
+        "cross": ("query: target", "key: source"),
+        "causal": ("query: text", "key: text")}
+
+
+def check_axes(browser, rec, kind):
+    """Rows are labelled with the query tokens, columns with the key tokens, and the axis
+    titles say which is which (query down, key across)."""
+    assert _texts(browser, "#heatmap th.q") == [_show(t) for t in rec.query_tokens(kind)]
+    assert _texts(browser, "#heatmap th.k") == [_show(t) for t in rec.key_tokens(kind)]
+    rows, cols = _texts(browser, "#heatmap th.axis-q")[0], _texts(browser, "#heatmap th.axis-k")[0]
+    assert rows.startswith(AXES[kind][0]) and rows.endswith("\u2193")  # down
+    assert cols.startswith(AXES[kind][1]) and cols.endswith("\u2192")  # across
+
+
+def test_axes_are_labelled_for_every_kind_and_short_labels_stay_upright(browser, record, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(write_attention_html(record, tmp_path / "a.html").resolve().as_uri())
+    for kind in ("cross", "enc", "dec"):
+        browser.find_element(By.ID, f"kind-{kind}").click()
+        check_axes(browser, record, kind)
+    browser.find_element(By.ID, "kind-cross").click()
+    modes = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#heatmap th.k span'))"
+        ".map(s => [s.textContent, getComputedStyle(s).writingMode]);")
+    assert all(mode == "horizontal-tb" for text, mode in modes if len(text) <= 2)
+    # the page uses the window: the heatmap reaches past 80% of a 1400 px window
+    right, width = browser.execute_script(
+        "return [document.getElementById('heatmap').getBoundingClientRect().right, innerWidth];")
+    assert width >= 1300 and right > 0.8 * width
+
+
+def test_gpt_explorer_shows_causal_attention_over_prompt_and_continuation(browser, gpt_parts, tmp_path):
+    model, tok = gpt_parts
+    rec = attention_for_gpt(model, tok, "First Cit", new_tokens=6)
+    assert rec.tgt_tokens == list("First Cit") + list(rec.output_text) and rec.n_layers("causal") == 2
+    browser.get(write_attention_html(rec, tmp_path / "g.html").resolve().as_uri())
+    assert _texts(browser, "#kinds button") == ["causal"]
+    check_axes(browser, rec, "causal")
+    check_heatmap(browser, rec.get("causal", 1)[0])
+    assert all(w == 0 for q, k, w, _ in _cells(browser) if k > q)  # causal: no future key
+    assert not console_errors(browser)
+
+
+def test_translation_explorer_is_labelled_with_bpe_pieces(browser, bpe_parts, tmp_path):
+    model, tok = bpe_parts
+    rec = attention_for_translation(model, tok, "In the beginning", max_len=5)
+    assert rec.src_tokens == tok.pieces("In the beginning") + ["<eos>"]
+    assert rec.tgt_tokens[0] == "<bos>" and len(rec.tgt_tokens) <= 1 + 5  # <bos> + output
+    browser.get(write_attention_html(rec, tmp_path / "t.html").resolve().as_uri())
+    check_axes(browser, rec, "cross")
+    assert not console_errors(browser)
+
+
+def test_cli_attention_reads_gpt_and_translation_checkpoints(gpt_parts, bpe_parts, tmp_path, capsys):
+    (gpt, ctok), (tr, bpe) = gpt_parts, bpe_parts
+    save(tmp_path / "g.safetensors", gpt, tokenizer=ctok.to_json())
+    save(tmp_path / "t.safetensors", tr, tokenizer=bpe.to_dict())
+    for name, text in (("g", "First"), ("t", "And God said")):
+        out = tmp_path / f"{name}.html"
+        assert main(["attention", "--checkpoint", str(tmp_path / f"{name}.safetensors"),
+                     "--input", text, "--html", str(out), "--max-len", "4"]) == 0
+        blob = json.loads(re.search(r'id="page-data">(.*?)</script>', out.read_text(), re.S).group(1))
+        assert sorted(blob["layers"]) == (["causal"] if name == "g" else ["cross", "dec", "enc"])
+    assert main(["attention", "--checkpoint", str(tmp_path / "g.safetensors"), "--input", "First",
+                 "--out", str(tmp_path / "x.png"), "--kind", "cross"]) == 2
+    assert "a GPT has only causal self-attention" in capsys.readouterr().err
+    save(tmp_path / "bare.safetensors", tr)  # no task, no tokenizer
+    assert main(["attention", "--checkpoint", str(tmp_path / "bare.safetensors"), "--input", "x",
+                 "--html", str(tmp_path / "b.html")]) == 2
+    assert "neither a task, a GPT nor a translation checkpoint" in capsys.readouterr().err
