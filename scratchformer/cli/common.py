@@ -258,6 +258,13 @@ def add_run_flags(p, cls, out: str, *, evaluation: bool = True):
     flag(g, cls, "checkpoint_every", "also save the checkpoint every N steps, 0 = only at "
                                      "the end", type=non_negative_int)
     flag(g, cls, "log_every", "steps per metrics.jsonl line", type=positive_int)
+    flag(g, cls, "monitor_every", "steps between per-layer gradient norms and update/weight "
+                                  "ratios in metrics.jsonl, 0 = none (scratchformer report "
+                                  "draws them)", type=non_negative_int)
+    g.add_argument("--snapshots", dest="snapshots", default=None,
+                   action=argparse.BooleanOptionalAction,
+                   help="record the attention on a fixed probe input at log-spaced steps, "
+                        "for the report's step slider (default: on)")
     return g
 
 

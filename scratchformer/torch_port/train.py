@@ -183,7 +183,8 @@ class TorchTrainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
                                      eps=cfg.eps, weight_decay=cfg.weight_decay)
         self.schedule = make_schedule(cfg, cfg.d_model)
-        self.step, self.history = 0, []
+        self.step, self.history, self.monitors = 0, [], []
+        self.config, self.threads = cfg, cfg.threads  # what monitors read
         self.trainer = self  # the spine drives ``job.trainer``
         self.log = print if (env.main and cfg.progress is not False) else (lambda *a, **k: None)
 
@@ -207,6 +208,8 @@ class TorchTrainer:
                         self.save(self._ckpt())
                 if signals.signum is not None:
                     self._interrupted(signals.signum)
+                for m in self.monitors:
+                    m.end(self)
             elapsed = time.perf_counter() - t0
             self.model.eval()
             metrics = evaluate(self.model, self.data, cfg) if env.main else {}
@@ -240,8 +243,12 @@ class TorchTrainer:
                 f"training halted: {what} at step {step} (lr {self.schedule(step):.3g}); the "
                 f"weights were not updated with it. Try a lower learning rate, a longer warm-up "
                 f"or gradient clipping", step)
+        for m in self.monitors:
+            m.before_update(self, step)
         self.opt.step()
         self.step = step
+        for m in self.monitors:
+            m.after_update(self, step, value / n_tok)
         if step % cfg.log_every == 0 or step == cfg.steps:
             if env.enabled:  # the global mean loss, for the log
                 dist.all_reduce(local_sum)

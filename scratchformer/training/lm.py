@@ -305,6 +305,13 @@ class _GPTKind(Kind):
                           threads=cfg.threads)
         return _GPTJob(trainer, tokenizer, val_ids, main)
 
+    def probe_monitor(self, cfg, job: _GPTJob):
+        """The probe: the first ``block_size`` tokens of the validation text."""
+        from .monitor import monitor_for_gpt
+
+        prompt = job.tokenizer.decode(np.asarray(job.val_ids[:cfg.block_size], dtype=np.int64))
+        return monitor_for_gpt(job.tokenizer, job.trainer.model, prompt, every=cfg.monitor_every)
+
     @staticmethod
     def _model_and_data(cfg, state):
         """(model, tokenizer, ids): a fresh GPT and a character tokenizer, or (``init_from``)

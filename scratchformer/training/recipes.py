@@ -218,6 +218,11 @@ class _TaskKind(Kind):
                           threads=cfg.threads)
         return _TaskJob(trainer, task, evaluator)
 
+    def probe_monitor(self, cfg, job: _TaskJob):
+        from .monitor import monitor_for_task
+
+        return monitor_for_task(job.task, job.trainer.model, every=cfg.monitor_every)
+
     def finish(self, cfg, job: _TaskJob, result, t0) -> RunResult:
         """The final numbers, over the whole held-out set and measured in this call (never
         a resumed run's stored evaluation, never the quick subset); saved with the run."""

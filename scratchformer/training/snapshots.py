@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import DTYPES
-from .safetensors_file import write_file
+
+from .safetensors_file import DTYPES, write_file
 
 TENSORS, INDEX = "snapshots.safetensors", "snapshots.json"
 FORMAT = "scratchformer-attention-snapshots"

@@ -53,7 +53,10 @@ class RunConfig(TrainConfig):
     pool's threads (None: every core this process may use). ``progress``: True (a tqdm bar
     if installed), "plain" (lines) or False. Model: ``d_model``, ``n_heads``, ``n_layers``,
     ``d_ff`` (None: 4·d_model), ``dropout``, ``activation``, ``norm`` ("pre" | "post"),
-    ``tie_embeddings``.
+    ``tie_embeddings``. Watching the run (``training.monitor``, with an ``out``):
+    ``monitor_every`` steps between per-layer gradient norms and update/weight ratios in
+    metrics.jsonl (0: none), ``snapshots``: the attention on a fixed probe input at a
+    handful of log-spaced steps (``scratchformer report`` draws both).
     """
 
     out: str | None = None
@@ -69,6 +72,8 @@ class RunConfig(TrainConfig):
     activation: str = "gelu"
     norm: str = "pre"
     tie_embeddings: bool = False
+    monitor_every: int = 25
+    snapshots: bool = True
 
     RESUMABLE = ("steps", "out", "resume", "threads", "progress")
 
@@ -88,6 +93,8 @@ class RunConfig(TrainConfig):
             check_int("threads", self.threads, 1)
         check_choice("norm", self.norm, NORMS)
         check_bool("tie_embeddings", self.tie_embeddings)
+        check_int("monitor_every", self.monitor_every, 0)
+        check_bool("snapshots", self.snapshots)
 
     @property
     def ff_width(self) -> int:
@@ -203,6 +210,19 @@ class Kind:
 
         return DataParallel() if world_size() > 1 else None
 
+    def monitor(self, cfg, job):
+        """The run's ``TrainingMonitor``: gradient statistics every ``cfg.monitor_every``
+        steps, and attention snapshots of the kind's probe (``probe_monitor``) unless
+        ``cfg.snapshots`` is False."""
+        from .monitor import TrainingMonitor
+
+        if not cfg.snapshots:
+            return TrainingMonitor(job.trainer.model, None, every=cfg.monitor_every)
+        return self.probe_monitor(cfg, job)
+
+    def probe_monitor(self, cfg, job):  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def build(self, cfg, parallel, state):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -228,6 +248,8 @@ def run(cfg: RunConfig, kind: Kind) -> RunResult:
                 state = load(ckpt)[2]
                 cfg = resumed_config(cfg, state, ckpt)
             job = kind.build(cfg, parallel, state)
+            if cfg.out is not None and owner and cfg.monitor_every:
+                job.trainer.monitors.append(kind.monitor(cfg, job))
             if ckpt is not None:
                 job.trainer.resume(ckpt)
             result = job.trainer.fit()

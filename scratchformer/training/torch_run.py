@@ -101,6 +101,13 @@ class _TorchKind(Kind):
 
         return TorchTrainer(cfg, state, owner=parallel is None or parallel.is_main)
 
+    def monitor(self, cfg, job):
+        """Gradient statistics of the torch model; snapshots run on its NumPy twin."""
+        from ..torch_port.convert import to_numpy
+        from .monitor import TrainingMonitor
+
+        return TrainingMonitor(job.model, None, every=cfg.monitor_every, model_view=to_numpy)
+
     def finish(self, cfg, job, result, t0) -> RunResult:
         import time
 

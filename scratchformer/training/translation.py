@@ -118,6 +118,7 @@ class _Job:
     trainer: Trainer
     tokenizer: object
     train: list
+    val: list
     test: list
     log: object
 
@@ -176,7 +177,14 @@ class _TranslationKind(Kind):
                           extra_state=extra, threads=cfg.threads)
         log(f"model: {model.num_parameters() / 1e6:.2f}M parameters; {batches.n_batches} "
             f"batches per epoch, {cfg.steps} steps ≈ {cfg.steps / batches.n_batches:.2f} epochs")
-        return _Job(trainer, tok, train, test, log)
+        return _Job(trainer, tok, train, val, test, log)
+
+    def probe_monitor(self, cfg, job: _Job):
+        """The probe: the first validation pair (source, reference)."""
+        from .monitor import monitor_for_translation
+
+        return monitor_for_translation(job.tokenizer, job.trainer.model, *job.val[0],
+                                       every=cfg.monitor_every)
 
     def finish(self, cfg, job: _Job, result, t0) -> RunResult:
         """Score the test split (rank 0) and write ``OUT/results.json``."""
