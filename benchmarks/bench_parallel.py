@@ -38,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 COMMANDS = {
     "small": ["train", "--task", "reverse", "--min-len", "64", "--max-len", "64",
-              "--num-symbols", "997", "--d-model", "256", "--heads", "8", "--layers", "3",
+              "--num-symbols", "997", "--d-model", "256", "--n-heads", "8", "--n-layers", "3",
               "--d-ff", "1024", "--batch-size", "32", "--eval-every", "0",
-              "--held-out", "32"],  # the final evaluation is not what is measured: keep it short
+              "--held-out-size", "32"],  # the final evaluation is not what is measured: keep it short
     "char-gpt": ["gpt", "train", "--eval-every", "0", "--sample-tokens", "0"],
 }
 LAYOUTS = {  # name: (processes, threads per process)

@@ -9,9 +9,13 @@ weights until greedy decoding reproduces 99% of 1,000 held-out sequences exactly
 the script prints the loss curve, a few decoded examples, the wall time and
 ``exact match: NN.N%``. Everything runs on the CPU in pure NumPy.
 
-The other task demos (reverse_task_demo.py, dates_demo.py) reuse ``run`` below. It:
-limits BLAS to one thread *before* NumPy loads (small matrices run faster on one
-thread), trains with ``scratchformer.training.trainer.train_task`` (the tuned preset of the task),
+The other task demos (reverse_task_demo.py, dates_demo.py, numbers_demo.py) reuse ``run``
+below. It limits BLAS to one thread *before* NumPy loads (small matrices run faster on one
+thread), trains with one call, the same as ``scratchformer train --task copy``::
+
+    from scratchformer.training import TaskTrainConfig, train_task
+    result = train_task(TaskTrainConfig(task="copy"))   # the task's tuned preset
+
 and prints the loss falling, decoded held-out examples and the exact match.
 """
 
@@ -30,7 +34,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from scratchformer.data.taskbase import pad_batch  # noqa: E402
 from scratchformer.models.decoding import greedy_decode  # noqa: E402
-from scratchformer.training.recipes import TASK_PRESETS, train_task  # noqa: E402
+from scratchformer.training import TaskTrainConfig, train_task  # noqa: E402
+from scratchformer.training.recipes import TASK_PRESETS  # noqa: E402
 
 
 def run(task_name: str, what: str, samples: int = 5) -> float:
@@ -40,23 +45,23 @@ def run(task_name: str, what: str, samples: int = 5) -> float:
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar: plain lines")
     args = p.parse_args()
 
-    preset = TASK_PRESETS[task_name]
+    cfg = TaskTrainConfig(task=task_name, seed=args.seed, out=args.out,
+                          progress="plain" if args.no_progress else True)
     print(f"{task_name}: {what}")
-    print(f"model {preset['model']}, training {preset['train']}")
+    print(f"preset: {TASK_PRESETS[task_name]}")
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    trainer, result, final, task = train_task(
-        task_name, seed=args.seed, out_dir=args.out,
-        progress="plain" if args.no_progress else True)
+    result = train_task(cfg)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    task, final = result.extras["task"], result.metrics
 
-    losses = [r for r in result.history if r["kind"] == "train"]
+    losses = [r for r in result.trainer.history if r["kind"] == "train"]
     marks = sorted({0, len(losses) // 4, len(losses) // 2, 3 * len(losses) // 4, len(losses) - 1})
     print("training loss: " + "  ".join(f"step {losses[i]['step']}: {losses[i]['loss']:.3f}"
                                         for i in marks))
-    pairs = trainer.evaluator.pairs[:samples]
+    pairs = task.held_out()[:samples]
     src, _, tgt_out = pad_batch(pairs)
-    out = greedy_decode(trainer.model, src, max_len=tgt_out.shape[1])
+    out = greedy_decode(result.model, src, max_len=tgt_out.shape[1])
     print("held-out samples (never seen in training):")
     for (x, y), row in zip(pairs, out):
         pred, want = task.decode_output(row), task.vocab.decode(np.asarray(y))

@@ -7,7 +7,11 @@
     python examples/translation_demo.py
 
 Prints, for a few sentences: the subword pieces of the source, the word-dictionary
-baseline, the greedy translation and the beam-search translation.
+baseline, the greedy translation and the beam-search translation. The toy run is one call,
+what ``scratchformer translate-train --pairs FILE ...`` runs::
+
+    from scratchformer.training import TranslationTrainConfig, train_translation
+    result = train_translation(TranslationTrainConfig(pairs="my.tsv", out="runs/mine"))
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from scratchformer import cli  # noqa: E402
+from scratchformer.training import TranslationTrainConfig, train_translation  # noqa: E402
 from scratchformer.translation import WordDictionary, load_translator, translate_texts  # noqa: E402
 from scratchformer.translation.data import run_splits  # noqa: E402
 
@@ -42,11 +46,10 @@ def main() -> None:
     if args.checkpoint is None:  # train a toy model on the fixture, in a temporary folder
         out = os.path.join(tempfile.mkdtemp(prefix="sf-translate-"), "toy")
         print(f"no --checkpoint: training a toy model on {os.path.basename(FIXTURE)} → {out}")
-        cli.main(["translate-train", "--pairs", FIXTURE, "--out", out,
-                            "--val-frac", "0.05", "--test-frac", "0.05", "--vocab-size", "150",
-                            "--d-model", "64", "--d-ff", "128", "--layers", "1", "--steps", "300",
-                            "--warmup", "30", "--lr", "3e-3", "--max-tokens", "128",
-                            "--eval-every", "0", "--test-beams", "--no-progress"])
+        train_translation(TranslationTrainConfig(
+            pairs=FIXTURE, out=out, val_frac=0.05, test_frac=0.05, vocab_size=150, d_model=64,
+            d_ff=128, n_layers=1, steps=300, warmup=30, lr=3e-3, max_tokens=128, eval_every=0,
+            eval_decode=0, test_beams=(), progress="plain"))  # no BLEU: sacrebleu not needed
         args.checkpoint = os.path.join(out, "checkpoint.safetensors")
         texts = args.text or TOY
     else:

@@ -19,7 +19,7 @@ from scratchformer.data.chartok import CharTokenizer
 from scratchformer.data.tasks import get_task
 from scratchformer.training.lm import random_blocks
 from scratchformer.training.monitor import monitor_for_gpt, monitor_for_task
-from scratchformer.training.recipes import make_task_trainer, task_train_config
+from scratchformer.training.recipes import TaskTrainConfig, train_task
 from scratchformer.training.snapshots import read_snapshots
 from scratchformer.training.trainer import TrainConfig, Trainer
 from scratchformer.viz import insights as ins
@@ -125,11 +125,9 @@ def test_insights_name_the_step_and_the_layer():
 # ---- real runs -------------------------------------------------------------------------------
 def copy_run(out, lr, steps=150):
     """The copy task's tuned model on short sequences, with a monitor; ``lr`` as given."""
-    task = get_task("copy", max_len=6, held_out_size=50)
-    cfg = task_train_config("copy", steps=steps, lr=lr, warmup=10, eval_every=25, target=None)
-    tr = make_task_trainer(task, config=cfg, out_dir=out, progress=False)
-    tr.monitors.append(monitor_for_task(task, tr.model, every=5))
-    tr.fit()
+    train_task(TaskTrainConfig(task="copy", max_len=6, held_out_size=50, steps=steps, lr=lr,
+                               warmup=10, eval_every=25, target=0, monitor_every=5,
+                               out=str(out), force=True, progress=False))
     return out
 
 
@@ -250,9 +248,8 @@ def test_the_page_in_a_browser_no_errors_no_requests_and_the_slider_moves(health
 
 
 def test_a_run_without_a_monitor_still_gets_its_curves(tmp_path, browser):
-    task = get_task("copy", max_len=6, held_out_size=20)
-    cfg = task_train_config("copy", steps=10, eval_every=5, target=None)
-    make_task_trainer(task, config=cfg, out_dir=tmp_path, progress=False).fit()
+    train_task(TaskTrainConfig(task="copy", max_len=6, held_out_size=20, steps=10, eval_every=5,
+                               target=0, monitor_every=0, out=str(tmp_path), progress=False))
     data = load_run(tmp_path)
     assert data["attention"] is None and data["grads"]["step"] == [] and data["train"]["step"]
     browser.get(write_report(tmp_path).resolve().as_uri())
