@@ -24,12 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from scratchformer.data.tasks import get_task  # noqa: E402
-from scratchformer.models.gpt import GPT, GPTConfig  # noqa: E402
 from scratchformer.training import monitor as mon  # noqa: E402
-from scratchformer.training.lm import LMEvaluator, corpus_ids, random_blocks, split_ids  # noqa: E402
-from scratchformer.training.recipes import make_task_trainer, task_train_config  # noqa: E402
-from scratchformer.training.trainer import TrainConfig, Trainer  # noqa: E402
+from scratchformer.training.lm import GPTTrainConfig, gpt_trainer  # noqa: E402
+from scratchformer.training.recipes import TaskTrainConfig, task_trainer  # noqa: E402
 
 
 class Timed:
@@ -74,10 +71,8 @@ def report(name, trainer, timed, fit_s, default_steps, every):
 
 
 def copy_run(every, out):
-    task = get_task("copy")
-    trainer = make_task_trainer(task, config=task_train_config("copy", target=None),
-                                out_dir=out, progress=False)
-    timed = Timed(mon.monitor_for_task(task, trainer.model, every=every))
+    trainer = task_trainer(TaskTrainConfig(task="copy", target=0, out=str(out), progress=False))
+    timed = Timed(mon.monitor_for_task(trainer.task, trainer.model, every=every))
     trainer.monitors.append(timed)
     t = time.perf_counter()
     trainer.fit()
@@ -86,15 +81,11 @@ def copy_run(every, out):
 
 
 def gpt_run(steps, every, out):
-    tok, ids = corpus_ids("tiny")
-    train, val = split_ids(ids)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, d_model=128, n_heads=4, d_ff=512,
-                          n_layers=4, max_len=64, dropout=0.0, seed=0))
-    cfg = TrainConfig(steps=steps, batch_size=12, lr=1e-3, warmup=min(100, steps), optimizer="adamw",
-                      betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, eval_every=max(steps // 2, 1))
-    trainer = Trainer(model, random_blocks(train, 64, 12), cfg, out_dir=out, progress=False,
-                      evaluate=LMEvaluator({"train": train, "val": val}, 64, 12, 4))
-    prompt = tok.decode(val[:64])
+    trainer = gpt_trainer(GPTTrainConfig(steps=steps, warmup=min(100, steps), eval_batches=4,
+                                         eval_every=max(steps // 2, 1), out=str(out),
+                                         progress=False))
+    tok, model = trainer.tokenizer, trainer.model
+    prompt = tok.decode(trainer.val_ids[:64])
     timed = Timed(mon.monitor_for_gpt(tok, model, prompt, every=every))
     trainer.monitors.append(timed)
     t = time.perf_counter()

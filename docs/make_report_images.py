@@ -5,7 +5,7 @@ attention section at one snapshot step, as headless Chromium shows it.
     python docs/make_report_images.py --run runs/copy   # or: an existing run directory
     python docs/make_report_images.py --gpt 300         # a 300-step char GPT -> report_gpt.png
 
-The copy run is the task's tuned recipe (``make_task_trainer``) with a ``TrainingMonitor``
+The copy run is the task's tuned recipe (``train_task``), watched by its ``TrainingMonitor``
 (``monitor_for_task``: the first held-out pair as the probe); the GPT is ``gpt train``'s
 default size on tiny Shakespeare with ``monitor_for_gpt`` (the first 64 characters of the
 validation text). Prints the sizes of ``report.html`` and the snapshots. Needs ``selenium`` and Debian's ``chromium`` +
@@ -24,40 +24,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scratchformer.data.tasks import get_task  # noqa: E402
-from scratchformer.training.monitor import monitor_for_task  # noqa: E402
-from scratchformer.training.recipes import make_task_trainer  # noqa: E402
+from scratchformer.training.recipes import TaskTrainConfig, train_task  # noqa: E402
 from scratchformer.viz.report import write_report  # noqa: E402
 
 
 def train_copy(out: Path) -> Path:
-    task = get_task("copy")
-    trainer = make_task_trainer(task, out_dir=out, progress=False)
-    trainer.monitors.append(monitor_for_task(task, trainer.model))
-    result = trainer.fit()
-    print(f"copy: {result.step} steps ({result.stop_reason}), exact match "
-          f"{trainer.last_eval.get('exact_match')}")
+    """The copy task's tuned recipe; every run is watched (monitor_every=25, snapshots)."""
+    r = train_task(TaskTrainConfig(task="copy", out=str(out), progress=False))
+    print(f"copy: {r.step} steps ({r.stop_reason}), exact match {r.metrics['exact_match']}")
     return out
 
 
 def train_gpt(out: Path, steps: int) -> Path:
-    from scratchformer.models.gpt import GPT, GPTConfig
-    from scratchformer.training.lm import LMEvaluator, corpus_ids, random_blocks, split_ids
-    from scratchformer.training.monitor import monitor_for_gpt
-    from scratchformer.training.trainer import TrainConfig, Trainer
+    from scratchformer.training.lm import GPTTrainConfig, train_gpt as train
 
-    tok, ids = corpus_ids("tiny")
-    train, val = split_ids(ids)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, d_model=128, n_heads=4, d_ff=512,
-                          n_layers=4, max_len=64, seed=0))
-    cfg = TrainConfig(steps=steps, batch_size=12, lr=1e-3, warmup=min(100, steps),
-                      optimizer="adamw", betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1,
-                      eval_every=50, checkpoint_every=0)
-    trainer = Trainer(model, random_blocks(train, 64, 12), cfg, out_dir=out, progress=False,
-                      evaluate=LMEvaluator({"train": train, "val": val}, 64, 12, 4),
-                      extra_state={"tokenizer": tok.to_json(), "block": 64, "corpus": "tiny"},
-                      monitors=[monitor_for_gpt(tok, model, tok.decode(val[:64]))])
-    trainer.fit()
+    train(GPTTrainConfig(steps=steps, warmup=min(100, steps), eval_every=50, eval_batches=4,
+                         checkpoint_every=0, out=str(out), progress=False))
     return out
 
 

@@ -355,6 +355,14 @@ def _tokenizer_state(tokenizer) -> dict:
     return {"hf_tokenizer": tokenizer.tokenizer.to_str()}  # GPT-2's tokenizer.json, whole
 
 
+def gpt_trainer(cfg: GPTTrainConfig):
+    """The ``Trainer`` that ``train_gpt(cfg)`` runs, built but not run (no run-directory
+    lock, no monitor, no resume); its ``tokenizer`` and ``val_ids`` are attributes."""
+    job = _GPTKind().build(cfg, None, None)
+    job.trainer.tokenizer, job.trainer.val_ids = job.tokenizer, job.val_ids
+    return job.trainer
+
+
 def train_gpt(cfg: GPTTrainConfig | None = None, **fields) -> RunResult:
     """Train a character-level GPT as ``cfg`` says (or ``GPTTrainConfig(**fields)``).
     ``result.extras``: the ``tokenizer``, ``val_loss`` (the whole validation split, no

@@ -240,6 +240,15 @@ class _TaskKind(Kind):
                          trainer.out_dir, trainer, {"task": job.task})
 
 
+def task_trainer(cfg: TaskTrainConfig):
+    """The ``Trainer`` that ``train_task(cfg)`` runs, built but not run (no run-directory
+    lock, no monitor, no resume): for code that drives or watches the loop itself. Its
+    ``task`` and ``evaluator`` are attributes."""
+    job = _TaskKind().build(cfg, None, None)
+    job.trainer.task, job.trainer.evaluator = job.task, job.evaluator
+    return job.trainer
+
+
 def train_task(cfg: TaskTrainConfig | None = None, **fields) -> RunResult:
     """Train an encoder–decoder on a toy task as ``cfg`` says (or ``TaskTrainConfig(**fields)``);
     ``result.metrics`` holds the final held-out loss, token accuracy and exact match."""
