@@ -34,16 +34,24 @@ class SampleFormatter(argparse.ArgumentDefaultsHelpFormatter, Formatter):
 
 
 def register(subparsers) -> None:
-    """Add ``gpt`` with its ``train`` and ``sample`` subcommands to ``subparsers``."""
-    from ..training.lm import GPTTrainConfig as C
-
+    """Add ``gpt`` with its ``train``, ``sample`` and ``export-hf`` subcommands."""
     gpt = subparsers.add_parser(
-        "gpt", help="character-level GPT (decoder-only) on Shakespeare: train, sample",
+        "gpt", help="GPT (decoder-only): train on Shakespeare or any text, fine-tune GPT-2, "
+                    "sample, export",
         formatter_class=Formatter,
-        description="Train a character-level GPT on Shakespeare (or any UTF-8 text) and sample from it.")
+        description="Train a character-level GPT on Shakespeare (or any UTF-8 text), or "
+                    "fine-tune real GPT-2 weights (--init-from), sample from either, and write "
+                    "a run back as a Hugging Face GPT-2 folder.")
     sub = gpt.add_subparsers(dest="gpt_command", metavar="{train,sample,export-hf}",
                              parser_class=Parser)
     sub.required = True
+    _add_train(sub)
+    _add_sample(sub)
+    _add_export(sub)
+
+
+def _add_train(sub) -> None:
+    from ..training.lm import GPTTrainConfig as C
 
     t = sub.add_parser("train", help="train a GPT on a corpus, with checkpoints and resume",
                        formatter_class=Formatter,
@@ -82,6 +90,8 @@ def register(subparsers) -> None:
                    help="characters sampled and printed at the end, 0 = none (default: 200)")
     t.set_defaults(func=train_command)
 
+
+def _add_sample(sub) -> None:
     s = sub.add_parser("sample", help="generate text from a trained GPT checkpoint",
                        formatter_class=SampleFormatter)
     src = s.add_mutually_exclusive_group(required=True)
@@ -97,6 +107,8 @@ def register(subparsers) -> None:
     s.add_argument("--no-cache", action="store_true", help="recompute the context every step (slow)")
     s.set_defaults(func=sample_command)
 
+
+def _add_export(sub) -> None:
     x = sub.add_parser("export-hf", help="write a trained GPT as a Hugging Face GPT-2 folder",
                        formatter_class=Formatter,
                        description="Write RUN/checkpoint.safetensors as DIR/config.json + "

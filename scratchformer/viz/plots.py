@@ -206,6 +206,20 @@ def _as_heads(weights, index: int) -> np.ndarray:
     return w
 
 
+def _chosen_map(attn, kind, layer, index, query_tokens, key_tokens):
+    """(weights (H, Tq, Tk), layer index, query labels, key labels) that ``plot_attention``
+    draws from a record, a dict of maps or one array."""
+    if isinstance(attn, AttentionRecord):
+        w = attn.get(kind, layer)
+        query_tokens = attn.query_tokens(kind) if query_tokens is None else query_tokens
+        key_tokens = attn.key_tokens(kind) if key_tokens is None else key_tokens
+        return w, layer % attn.n_layers(kind), query_tokens, key_tokens
+    if isinstance(attn, dict):
+        rec = AttentionRecord([], [], {k: _as_heads(v, index) for k, v in attn.items()})
+        return rec.get(kind, layer), layer % rec.n_layers(kind), query_tokens, key_tokens
+    return _as_heads(attn, index), layer, query_tokens, key_tokens
+
+
 def plot_attention(attn, kind: str = "cross", layer: int = -1, *, query_tokens=None,
                    key_tokens=None, heads=None, index: int = 0, title: str | None = None,
                    path=None, ncols: int | None = None, cmap: str = "viridis", dpi: int = 100):
@@ -220,17 +234,8 @@ def plot_attention(attn, kind: str = "cross", layer: int = -1, *, query_tokens=N
     ``heads``: which heads to draw (default all). ``path``: also save the figure there
     (PNG, SVG, PDF by extension). Returns the matplotlib Figure.
     """
-    if isinstance(attn, AttentionRecord):
-        w = attn.get(kind, layer)
-        query_tokens = attn.query_tokens(kind) if query_tokens is None else query_tokens
-        key_tokens = attn.key_tokens(kind) if key_tokens is None else key_tokens
-        layer = layer % attn.n_layers(kind)
-    elif isinstance(attn, dict):
-        rec = AttentionRecord([], [], {k: _as_heads(v, index) for k, v in attn.items()})
-        w = rec.get(kind, layer)
-        layer = layer % rec.n_layers(kind)
-    else:
-        w = _as_heads(attn, index)
+    w, layer, query_tokens, key_tokens = _chosen_map(attn, kind, layer, index, query_tokens,
+                                                     key_tokens)
     H, Tq, Tk = w.shape
     heads = list(range(H)) if heads is None else [int(h) for h in heads]
     bad = [h for h in heads if not 0 <= h < H]
