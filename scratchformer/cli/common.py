@@ -40,11 +40,14 @@ class Formatter(argparse.HelpFormatter):
                          for line in text.splitlines())
 
 
-def say(args, *lines):
-    """Print ``lines`` unless ``--quiet``."""
-    if not getattr(args, "quiet", False):
-        for line in lines:
-            print(line, flush=True)
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter, Formatter):
+    """For commands whose flags have plain argparse defaults (gpt sample, translate): each
+    shown once, as ``(default: X)``; none for a flag without one."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 # ---- flag validators: argparse ``type=`` functions --------------------------------------------

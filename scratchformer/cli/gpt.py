@@ -18,19 +18,11 @@ import os
 import sys
 
 from ..kernels import pool
-from .common import (CLIError, Formatter, Parser, add_model_flags, add_optim_flags,
+from .common import (CLIError, DefaultsFormatter, Formatter, Parser, add_model_flags,
+                     add_optim_flags,
                      add_run_flags, config_from_args, describe, flag, non_negative_float,
                      non_negative_int, path_arg, positive_float, positive_int, run_command,
                      user_errors)
-
-
-class SampleFormatter(argparse.ArgumentDefaultsHelpFormatter, Formatter):
-    """``gpt sample``'s flags have plain argparse defaults: show them once."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def register(subparsers) -> None:
@@ -93,7 +85,7 @@ def _add_train(sub) -> None:
 
 def _add_sample(sub) -> None:
     s = sub.add_parser("sample", help="generate text from a trained GPT checkpoint",
-                       formatter_class=SampleFormatter)
+                       formatter_class=DefaultsFormatter)
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=path_arg, help="a checkpoint written by 'gpt train'")
     src.add_argument("--hf", type=path_arg, metavar="DIR",

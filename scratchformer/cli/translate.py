@@ -15,31 +15,21 @@ command runs. The library behind them is ``scratchformer.translation``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from ..kernels import pool
-from .common import (CLIError, Formatter, add_model_flags, add_optim_flags, add_run_flags,
-                     check_beam, config_from_args, describe, finite_float, flag,
+from .common import (CLIError, DefaultsFormatter, Formatter, add_model_flags, add_optim_flags,
+                     add_run_flags, check_beam, config_from_args, describe, finite_float, flag,
                      non_negative_int, path_arg, positive_int, probability, run_command, threads,
                      user_errors)
-
-
-class TranslateFormatter(argparse.ArgumentDefaultsHelpFormatter, Formatter):
-    """``translate``'s flags have plain argparse defaults: show them once."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def register(subparsers) -> None:
     """Add ``translate-train`` and ``translate`` to an argparse ``subparsers`` object."""
     from ..training.translation import TranslationTrainConfig as C
 
-    fmt = TranslateFormatter
+    fmt = DefaultsFormatter
     t = subparsers.add_parser(
         "translate-train", formatter_class=Formatter,
         help="train an encoder–decoder translator (Bible en→es or your own TSV pairs)",
