@@ -25,6 +25,7 @@ import numpy as np
 
 from ..core.checks import check_bool, check_choice, check_int
 from ..core.checks import check_real as _real
+from ..kernels import pool
 from .optim import AdamW, Optimizer
 
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)  # (a, b, c) of Keller Jordan's quintic iteration
@@ -50,17 +51,18 @@ def newton_schulz(G: np.ndarray, coefficients=NS_COEFFICIENTS, steps: int = 5,
     and keep p(σ) in a band around 1 once σ is large: after 5 steps every σ ≥ 0.002·‖G‖_F
     lies in [0.68, 1.21] — not exactly 1, which does not hurt training (docs/optim.md).
     Runs in G's dtype (torch casts to bfloat16 first, a GPU speed trick). ``steps`` = 0
-    returns X₀. Returns a new (m, n) array.
+    returns X₀. Returns a new (m, n) array (a stack (k, m, n): each matrix alone).
     """
     a, b, c = coefficients
-    tall = G.shape[0] > G.shape[1]
-    X = G.T if tall else G                  # (r, s)
-    X = X / max(float(np.linalg.norm(X)), eps)
+    tall = G.shape[-2] > G.shape[-1]
+    X = np.swapaxes(G, -1, -2) if tall else G  # (..., r, s)
+    norm = np.sqrt((X * X).sum(axis=(-2, -1), keepdims=True))  # ‖X‖_F of each matrix
+    X = X / np.maximum(norm, eps)
     for _ in range(steps):
-        A = X @ X.T                         # (r, r)
-        B = b * A + c * (A @ A)             # (r, r)
-        X = a * X + B @ X                   # (r, s)
-    return X.T if tall else X               # (m, n)
+        A = X @ np.swapaxes(X, -1, -2)      # (..., r, r)
+        B = b * A + c * (A @ A)             # (..., r, r)
+        X = a * X + B @ X                   # (..., r, s)
+    return np.swapaxes(X, -1, -2) if tall else X  # (..., m, n)
 
 
 def adjusted_lr(lr: float, adjust_lr_fn: str | None, shape: tuple[int, ...]) -> float:
@@ -196,6 +198,7 @@ class Muon(_Settings, Optimizer):
         self._ensure_state()
         self.step_count += 1
         lr, mu = float(self.lr), self.momentum
+        updates = []
         for i, p in enumerate(self.params):
             W, g, B = p.data, p.grad, self.state["momentum_buffer"][i]  # (m, n) each
             for a, what in ((g, "grad"), (B, "momentum_buffer")):
@@ -203,11 +206,24 @@ class Muon(_Settings, Optimizer):
                     raise ValueError(f"params[{i}].{what} has shape {a.shape}, expected {W.shape} "
                                      "(was .data replaced after creating the optimizer?)")
             lerp(B, g, 1.0 - mu, out=B)                  # B ← μ·B + (1 − μ)·g
-            U = lerp(g, B, mu) if self.nesterov else B   # μ·B + (1 − μ)·g, or B
-            O = newton_schulz(U, self.ns_coefficients, self.ns_steps, self.eps)  # (m, n)
+            updates.append(lerp(g, B, mu) if self.nesterov else B)  # μ·B + (1 − μ)·g, or B
+        for idx, O in self._orthogonalised(updates):
+            W = self.params[idx].data
             W *= 1.0 - lr * self.weight_decay            # decoupled weight decay
             O *= -adjusted_lr(lr, self.adjust_lr_fn, W.shape)
             W += O                                       # W ← W − lr'·O
+
+    def _orthogonalised(self, updates: list):
+        """(index, newton_schulz(U)) for each U: the matrices are independent, so the worker
+        pool (``kernels.pool``, when on) shares them among its threads."""
+        out = [None] * len(updates)
+
+        def some(lo, hi):
+            for i in range(lo, hi):
+                out[i] = newton_schulz(updates[i], self.ns_coefficients, self.ns_steps, self.eps)
+
+        pool.run(some, len(updates))
+        return enumerate(out)
 
 
 # ---- the usual split, and both halves as one optimizer ---------------------------------------
