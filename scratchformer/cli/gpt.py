@@ -75,6 +75,10 @@ def _add_train(sub) -> None:
     e = add_run_flags(t, C, "runs/gpt")
     flag(e, C, "eval_batches", "batches of each split per loss estimate, 0 = no estimate",
          type=non_negative_int)
+    e.add_argument("--eval-train", dest="eval_train", default=None,
+                   action=argparse.BooleanOptionalAction,
+                   help="also estimate the training split's loss at each evaluation "
+                        "(default: on)")
     flag(e, C, "target_loss", "stop as soon as the validation loss estimate is at or below "
                               "this", type=positive_float)
     e.add_argument("--sample-tokens", type=non_negative_int, default=200,

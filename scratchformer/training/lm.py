@@ -26,7 +26,7 @@ from ..core.loss import CrossEntropyLoss
 from ..data.chartok import CharTokenizer
 from ..data.shakespeare import iter_corpus_file, load_corpus
 from ..models.gpt import GPT, GPTConfig
-from ..core.checks import check_int
+from ..core.checks import check_bool, check_int
 from ..models.sizes import check_batch_fits
 from .checkpoint import load
 from .spine import Kind, RunConfig, RunResult, require, run, run_dir
@@ -202,7 +202,8 @@ class GPTTrainConfig(RunConfig):
     blocks of ``block_size`` + 1 characters (``block_size`` is the model's context,
     its ``max_len``). AdamW (``betas``, ``eps``), linear warm-up then cosine down to
     ``lr · min_lr_ratio`` at ``steps``, clipping at ``clip_norm``. Evaluation every
-    ``eval_every`` steps on ``eval_batches`` fixed batches of each split;
+    ``eval_every`` steps on ``eval_batches`` fixed batches of the validation split (and of
+    the training split too with ``eval_train``: the training loss is logged anyway);
     ``target_loss``: stop as soon as the validation loss is at or below it.
     ``positions`` ("sinusoidal" | "learned") and ``scale_embeddings`` (×√D) as in
     ``GPTConfig``. ``init_from``: a Hugging Face GPT-2 folder to fine-tune (config.json,
@@ -216,6 +217,7 @@ class GPTTrainConfig(RunConfig):
     init_from: str | None = None
     block_size: int = 64
     eval_batches: int = 20
+    eval_train: bool = True
     target_loss: float | None = None
     d_model: int = 128
     n_heads: int = 4
@@ -248,6 +250,7 @@ class GPTTrainConfig(RunConfig):
             raise ValueError(f"init_from={self.init_from!r} takes the model from the folder; "
                              f"drop {', '.join(f'{k}={getattr(self, k)!r}' for k in chosen)}")
         check_int("eval_batches", self.eval_batches, 0)
+        check_bool("eval_train", self.eval_train)
         if self.target_loss is not None and not self.eval_batches:
             raise ValueError("target_loss needs a validation estimate: eval_batches=0 gives none")
 
@@ -291,8 +294,8 @@ class _GPTKind(Kind):
                                  f"block_size={cfg.block_size} (needs at least "
                                  f"{cfg.block_size + 1})")
         main = parallel is None or parallel.is_main  # a helper rank trains only
-        evaluator = (LMEvaluator({"train": train_ids, "val": val_ids}, cfg.block_size,
-                                 cfg.batch_size, cfg.eval_batches)
+        splits = {"train": train_ids, "val": val_ids} if cfg.eval_train else {"val": val_ids}
+        evaluator = (LMEvaluator(splits, cfg.block_size, cfg.batch_size, cfg.eval_batches)
                      if cfg.eval_batches and main else None)
         batch_fn, step_fn = random_blocks(train_ids, cfg.block_size, cfg.batch_size), None
         if parallel is not None:
