@@ -45,7 +45,7 @@ from ..models.gpt import GPTConfig
 from ..models.transformer import TransformerConfig
 from ..training.checkpoint import load, save
 from ..training.optim import AdamW
-from ..training.trainer import (TrainingDiverged, TrainingInterrupted, TrainResult, _StopSignals,
+from ..training.trainer import (TrainingDiverged, TrainingInterrupted, TrainResult, StopSignals,
                                 make_schedule, trainer_state)
 from .convert import to_numpy
 from .decoding import greedy_decode
@@ -199,7 +199,7 @@ class TorchTrainer:
         self.model.train()
         t0, first = time.perf_counter(), self.step
         try:
-            with _StopSignals() as signals:
+            with StopSignals() as signals:
                 while self.step < cfg.steps and signals.signum is None:
                     self._one_step(self.step + 1, t0, first)
                     if (self.out_dir and cfg.checkpoint_every
@@ -280,7 +280,7 @@ class TorchTrainer:
         name, path = signal.Signals(signum).name, None
         if self.out_dir:
             path = self._ckpt()
-            with _StopSignals():
+            with StopSignals():
                 self.save(path)
         where = (f"; checkpoint saved at step {self.step}: {path} (continue with resume)"
                  if path else " (no output directory: nothing saved)")

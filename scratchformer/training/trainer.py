@@ -78,7 +78,7 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.exit_status = 128 + signum
 
 
-class _StopSignals:
+class StopSignals:
     """While active, the first SIGINT/SIGTERM only sets ``.signum`` (the loop stops at the
     next step boundary); the previous handlers come back at once, so a second signal acts
     as usual. Only in the main thread (elsewhere Python cannot set handlers): a no-op."""
@@ -352,7 +352,7 @@ class Trainer:
         stop = "steps" if end == cfg.steps else "until"
         evals_before = self.last_eval_step
         self._window = _Window(t_start)
-        with pool.threads(self.threads), _StopSignals() as signals, \
+        with pool.threads(self.threads), StopSignals() as signals, \
                 Progress(self.progress, cfg.steps, self.step) as bar:
             while self.step < end and signals.signum is None:
                 self.train_step(self.step + 1, end, bar)
@@ -415,7 +415,7 @@ class Trainer:
         path = None
         if self.out_dir:
             path = os.path.join(self.out_dir, "checkpoint.safetensors")
-            with _StopSignals():  # a signal during the save must not tear it
+            with StopSignals():  # a signal during the save must not tear it
                 self.save(path)
         where = (f"; checkpoint saved at step {self.step}: {path} (continue with --resume)"
                  if path else " (no output directory: nothing saved)")
