@@ -111,8 +111,11 @@ TASK_PRESETS = {
     "numbers": {"d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": 2, "steps": 3000,
                 "batch_size": 128, "lr": 3e-3, "warmup": 100, "eval_every": 50, "target": 0.99},
 }
-TASK_OPTIONS = ("min_len", "max_len", "num_symbols", "offset", "held_out_size", "min_year",
-                "max_year", "direction")
+SEQUENCE_TASKS = ("copy", "reverse", "shift")
+TASK_OPTIONS = {"min_len": SEQUENCE_TASKS, "max_len": SEQUENCE_TASKS,  # option → its tasks
+                "num_symbols": SEQUENCE_TASKS, "offset": ("shift",),
+                "held_out_size": tuple(TASK_PRESETS), "min_year": ("dates",),
+                "max_year": ("dates",), "direction": ("numbers",)}
 
 
 @dataclass(kw_only=True)
@@ -160,6 +163,9 @@ class TaskTrainConfig(RunConfig):
                 setattr(self, name, value)
         if self.target == 0:
             self.target = None
+        for name, tasks in TASK_OPTIONS.items():  # refused here, before any run directory
+            if getattr(self, name) is not None and self.task not in tasks:
+                raise ValueError(f"{name} applies to task {' / '.join(tasks)}, not {self.task!r}")
         super().__post_init__()
 
     def task_options(self) -> dict:
