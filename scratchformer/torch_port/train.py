@@ -240,7 +240,15 @@ class TorchTrainer:
                 f"training halted: {what} at step {step} (lr {self.schedule(step):.3g}); the "
                 f"weights were not updated with it. Try a lower learning rate, a longer warm-up "
                 f"or gradient clipping", step)
-        self.opt.step()
+        try:
+            self.opt.step()
+        except RuntimeError as e:  # torch: lr / (1 - β₁ᵗ) beyond float32 ("without overflow")
+            if "overflow" not in str(e):
+                raise
+            raise TrainingDiverged(
+                f"training halted: the update overflowed float32 at step {step} (lr "
+                f"{self.schedule(step):.3g}); no checkpoint was written with it. Try a lower "
+                f"learning rate", step) from None
         self.step = step
         if step % cfg.log_every == 0 or step == cfg.steps:
             if env.enabled:  # the global mean loss, for the log
