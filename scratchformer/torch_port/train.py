@@ -394,7 +394,9 @@ def evaluate(model, data, cfg) -> dict:
         tot += float(F.cross_entropy(logits.flatten(0, 1), torch.from_numpy(y).to(model.device).flatten(),
                                      reduction="sum"))
         n += y.size
-    prompt = data.tok.encode("\n")[None]
+    if not math.isfinite(tot / n):  # the logits overflow: there is nothing to sample from
+        return {"val_loss": tot / n}
+    prompt = data.tok.encode("\n" if "\n" in data.tok.stoi else data.tok.chars[0])[None]
     sample = model.generate(prompt, 200, temperature=0.8, top_k=20,
                             rng=torch.Generator(model.device).manual_seed(cfg.seed))
     return {"val_loss": tot / n, "sample": data.tok.decode(sample[0].cpu().numpy())}
