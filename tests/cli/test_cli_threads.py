@@ -1,4 +1,5 @@
-"""--threads on the training commands reaches the training loop's worker pool (torch-train: torch's CPU threads)."""
+"""--threads on the training commands reaches the training loop's worker pool (torch-train:
+torch's CPU threads)."""
 
 from pathlib import Path
 
