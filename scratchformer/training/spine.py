@@ -177,7 +177,8 @@ def resumed_config(cfg: RunConfig, state: dict, path) -> RunConfig:
                          f"resume=True, steps=N means 'up to N steps in all'")
     known = {f.name for f in fields(cfg)}
     kept = {k: (tuple(v) if k == "betas" else v) for k, v in saved.items() if k in known}
-    return type(cfg)(**{**kept, "steps": steps, "out": cfg.out, "resume": True,
+    mine = {k: getattr(cfg, k) for k in cfg.RESUMABLE if k in cfg.given()}  # text, test_beams ...
+    return type(cfg)(**{**kept, **mine, "steps": steps, "out": cfg.out, "resume": True,
                         "force": False, "threads": cfg.threads, "progress": cfg.progress})
 
 
