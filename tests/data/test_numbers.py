@@ -229,8 +229,8 @@ def test_cli_trains_evaluates_and_decodes_numbers_both_directions(tmp_path, caps
     from scratchformer.training.checkpoint import load
     from scratchformer.cli import main
 
-    tiny = ["--d-model", "16", "--heads", "2", "--layers", "1", "--d-ff", "32", "--steps", "5",
-            "--batch-size", "8", "--eval-every", "0", "--held-out", "20", "--quiet"]
+    tiny = ["--d-model", "16", "--n-heads", "2", "--n-layers", "1", "--d-ff", "32", "--steps",
+            "5", "--batch-size", "8", "--eval-every", "0", "--held-out-size", "20", "--quiet"]
     out = tmp_path / "es-en"
     assert main(["train", "--task", "numbers", "--direction", "es-en", "--out", str(out),
                  *tiny]) == 0

@@ -192,7 +192,7 @@ def test_baselines_score_on_the_fixture():
 
 # ---- command line -------------------------------------------------------------------------------
 SMALL = ["--pairs", FIXTURE, "--vocab-size", "120", "--d-model", "32", "--d-ff", "64",
-         "--n-heads", "2", "--layers", "1", "--warmup", "5", "--eval-every", "10",
+         "--n-heads", "2", "--n-layers", "1", "--warmup", "5", "--eval-every", "10",
          "--eval-decode", "4", "--max-tokens", "64", "--no-progress",
          "--val-frac", "0.1", "--test-frac", "0.1", "--checkpoint-every", "5"]
 
@@ -262,7 +262,7 @@ def test_translate_command_rejects_a_foreign_checkpoint(tmp_path, capsys):
     assert "no tokenizer" in err and len(err.strip().splitlines()) == 1
 
 
-def test_register_adds_both_commands_to_a_parser():
+def test_register_adds_both_commands_to_a_parser(tmp_path, capsys):
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -271,8 +271,13 @@ def test_register_adds_both_commands_to_a_parser():
     assert args.func is cli.translate.translate_command and args.beam == 5
     args = parser.parse_args(["translate-train", "--corpus", "bible-en-es"])
     assert args.func is cli.translate.train_command and args.pairs is None
-    with pytest.raises(SystemExit):
-        parser.parse_args(["translate-train", "--corpus", "bible-en-es", "--pairs", "x.tsv"])
+    # both (or neither) data sources: refused by the config, in flag words, before any file
+    out = tmp_path / "run"
+    for data in (["--corpus", "bible-en-es", "--pairs", FIXTURE], []):
+        assert cli.main(["translate-train", *data, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "give one of --corpus bible-en-es or --pairs FILE" in err
+        assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_main_cli_loads_the_translate_plugin(tmp_path, capsys):
