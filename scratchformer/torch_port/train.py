@@ -290,7 +290,7 @@ class TorchTrainer:
             path = self._ckpt()
             with StopSignals():
                 self.save(path)
-        where = (f"; checkpoint saved at step {self.step}: {path} (continue with resume)"
+        where = (f"; checkpoint saved at step {self.step}: {path} (continue with resume=True)"
                  if path else " (no output directory: nothing saved)")
         raise TrainingInterrupted(f"interrupted by {name} at step {self.step}{where}",
                                   self.step, signum, path)

@@ -417,7 +417,7 @@ class Trainer:
             path = os.path.join(self.out_dir, "checkpoint.safetensors")
             with StopSignals():  # a signal during the save must not tear it
                 self.save(path)
-        where = (f"; checkpoint saved at step {self.step}: {path} (continue with --resume)"
+        where = (f"; checkpoint saved at step {self.step}: {path} (continue with resume=True)"
                  if path else " (no output directory: nothing saved)")
         raise TrainingInterrupted(f"interrupted by {name} at step {self.step}{where}",
                                   self.step, signum, path)
