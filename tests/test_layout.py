@@ -45,8 +45,9 @@ def _imports(name: str, path: Path, lazy: bool = False):
     with ``lazy=True``: (module, names, line, inside a function or not)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     tree = ast.parse(path.read_text())
-    in_function = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-                   for n in ast.walk(f)}
+    functions = [f for f in ast.walk(tree)
+                 if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    in_function = {id(n) for f in functions for n in ast.walk(f)}
     for node in ast.walk(tree):
         where = (id(node) in in_function,) if lazy else ()
         if isinstance(node, ast.Import):
