@@ -26,7 +26,7 @@ from .common import CLIError, Formatter, Parser, as_flags, describe
 EPILOG = """examples:
   scratchformer train --task copy --out runs/copy
   scratchformer train --task reverse --d-model 128 --steps 3000 --out runs/rev
-  scratchformer train --resume runs/rev/checkpoint.safetensors       # continue an interrupted run
+  scratchformer train --out runs/rev --resume                        # continue an interrupted run
   scratchformer eval --checkpoint runs/copy/checkpoint.safetensors
   scratchformer decode --checkpoint runs/copy/checkpoint.safetensors --input "3 1 4 1 5"
   scratchformer decode --checkpoint runs/dates/checkpoint.safetensors --input "Friday, 27 November 2026" --beam 4
