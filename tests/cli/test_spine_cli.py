@@ -7,6 +7,7 @@ import argparse
 import importlib.util
 import json
 import re
+import shlex
 
 import numpy as np
 import pytest
@@ -133,3 +134,26 @@ def test_every_flag_has_help_and_shows_its_default_at_most_once(name, capsys):
     assert main([*name.split(), "--help"]) == 0
     text = capsys.readouterr().out
     assert text.count("(default:") <= len(parser._actions)  # each at most once, in the page too
+
+
+def _examples(parser):
+    """The command lines under ``examples:`` in a parser's epilog, without 'scratchformer'
+    (``torchrun ... -m scratchformer ARGS`` gives ARGS) and without trailing comments."""
+    text = (parser.epilog or "").split("examples:", 1)[-1] if parser.epilog else ""
+    for line in text.splitlines():
+        line = line.split("  #")[0].strip()
+        for head in ("-m scratchformer ", "scratchformer "):
+            if head in line:
+                yield shlex.split(line.split(head, 1)[1])
+                break
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS) + [""])
+def test_every_example_in_the_help_is_a_valid_command_line(name):
+    parser = COMMANDS[name] if name else build_parser()
+    for words in _examples(parser):
+        try:
+            build_parser().parse_args(words)
+        except SystemExit:
+            raise AssertionError(f"{name or 'scratchformer'} --help: invalid example "
+                                 f"{' '.join(words)!r}") from None
