@@ -270,9 +270,11 @@ def open_run(out_dir, *, resume: bool = False, force: bool = False):
     """Prepare ``out_dir`` for a run and hold its lock until the block ends.
 
     Checks it can be created and written; takes ``OUT/train.lock``; a new run
-    (``resume=False``) refuses a directory holding another run unless ``force`` (then
-    its old metrics.jsonl is erased: a fresh run starts a fresh log); removes the temp
-    files of an interrupted save; on resume cuts a torn last line off metrics.jsonl.
+    (``resume=False``) refuses a directory holding another run unless ``force`` (the old
+    run stays whole until the new one's first step: its loop starts a fresh metrics.jsonl,
+    its first save replaces the checkpoint — a run refused while being built erases
+    nothing); removes the temp files of an interrupted save; on resume cuts a torn last
+    line off metrics.jsonl.
     """
     out_dir = check_writable_dir(out_dir)
     if not resume:
@@ -280,11 +282,8 @@ def open_run(out_dir, *, resume: bool = False, force: bool = False):
     with RunLock(os.path.join(out_dir, LOCK_NAME)):
         for tmp in remove_stale_temps(out_dir):
             warn(f"removed {tmp}, left by an interrupted checkpoint save")
-        metrics = os.path.join(out_dir, "metrics.jsonl")
-        if not resume and os.path.exists(metrics):
-            os.remove(metrics)
-        elif resume:
-            repair_metrics(metrics)
+        if resume:
+            repair_metrics(os.path.join(out_dir, "metrics.jsonl"))
         yield out_dir
 
 
