@@ -50,6 +50,19 @@ def test_a_new_run_refuses_another_runs_output_unless_force(command, tmp_path, c
 
 
 @pytest.mark.parametrize("command", TRAINING_COMMANDS)
+def test_a_forced_run_refused_while_being_built_leaves_the_old_run_whole(command, tmp_path,
+                                                                         capsys):
+    out = run_out(command, tmp_path)
+    assert main(argv_for(command, out, tmp_path)) == 0
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    rc = main([*argv_for(command, out, tmp_path), "--force", "--d-model", "30", "--n-heads", "4"])
+    err = capsys.readouterr().err  # (translate-train logs its data pipeline on stderr first)
+    assert rc == 2 and "divisible" in err.strip().splitlines()[-1] and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files  # its metrics too
+
+
+@pytest.mark.parametrize("command", TRAINING_COMMANDS)
 def test_a_live_trainers_lock_refuses_a_second_one(command, tmp_path, capsys):
     out = run_out(command, tmp_path)
     lock = _lock_path(command, out)
