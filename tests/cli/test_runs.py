@@ -181,3 +181,27 @@ def test_torch_train_refuses_non_finite_weights_at_save(tmp_path):
     with pytest.raises(TrainingDiverged, match="not finite"):
         trainer.save(str(tmp_path / "checkpoint.safetensors"))
     assert not (tmp_path / "checkpoint.safetensors").exists()
+
+
+def test_torch_train_an_update_overflowing_float32_halts_in_one_line(tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "run"  # lr / (1 - β₁) at step 1 is beyond float32: torch's Adam refuses
+    rc = main([*argv_for("torch-train", out, tmp_path, steps=1), "--batch-size", "1", "--lr",
+               "3.402823466385288e+39"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "training halted: the update overflowed float32 at step 1" in err
+    assert not (out / "checkpoint.safetensors").exists()
+
+
+def test_torch_train_gpt_on_a_corpus_without_newline_saves_its_run(tmp_path, capsys):
+    pytest.importorskip("torch")
+    corpus = tmp_path / "abc.txt"
+    corpus.write_text("abcab" * 200, encoding="utf-8")  # no "\n" to start the sample with
+    out = tmp_path / "run"
+    rc = main(["torch-train", "--corpus", str(corpus), "--steps", "2", "--batch-size", "2",
+               "--block-size", "4", "--d-model", "16", "--n-heads", "2", "--d-ff", "32",
+               "--n-layers", "1", "--eval-size", "20", "--threads", "1", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "sample:\na" in printed  # it starts at the corpus' first character
+    assert (out / "checkpoint.safetensors").exists()
