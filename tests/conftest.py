@@ -54,3 +54,33 @@ def make_gpt():
         kw = dict(d_model=16, n_heads=2, d_ff=32, n_layers=2, max_len=16, seed=0)
         return sf.GPT(sf.GPTConfig(vocab, **{**kw, **cfg}))
     return make
+
+
+@pytest.fixture(scope="session")
+def interrupt_at():
+    """``with interrupt_at(step): ...``: Ctrl-C (SIGINT to this process) arrives in the middle
+    of that optimizer step of any run started inside the block — the NumPy ``Trainer``'s, or
+    with ``twin=True`` the PyTorch twin's ``TorchTrainer``'s (imports torch)."""
+    import contextlib
+    import signal
+
+    @contextlib.contextmanager
+    def arm(step: int, twin: bool = False):
+        from scratchformer.training import trainer
+
+        targets = [(trainer.Trainer, "train_step")]
+        if twin:
+            from scratchformer.torch_port import train as torch_train
+
+            targets.append((torch_train.TorchTrainer, "_one_step"))
+        with pytest.MonkeyPatch.context() as mp:
+            for cls, name in targets:
+                def wrapped(self, n, *args, _real=getattr(cls, name), **kwargs):
+                    if n == step:  # the handler only flags it: the step under way finishes
+                        os.kill(os.getpid(), signal.SIGINT)
+                    return _real(self, n, *args, **kwargs)
+
+                mp.setattr(cls, name, wrapped)
+            yield
+
+    return arm

@@ -1,5 +1,7 @@
 """The package's layout: its imports point one way, cli → training → models → core → kernels,
-with no import cycle and no private name imported from another module."""
+with no import cycle and no private name imported from another module. The one exception is
+the spine's entry points for translation and the PyTorch twin (training/translation.py,
+training/torch_run.py): they drive those parts, importing them only when a run starts."""
 
 import ast
 from pathlib import Path
@@ -26,6 +28,12 @@ ALLOWED = {
     "transformer_from_scratch_numpy": set(),
 }
 
+# module → the parts it may import inside a function only (never when it is imported)
+LAZY = {
+    "scratchformer.training.translation": {"translation"},
+    "scratchformer.training.torch_run": {"torch_port"},
+}
+
 
 def _modules():
     for path in sorted(PKG.rglob("*.py")):
@@ -33,19 +41,25 @@ def _modules():
         yield ".".join(("scratchformer",) + rel.parts).removesuffix(".__init__"), path
 
 
-def _imports(name: str, path: Path):
-    """(imported module, imported names, line) for every import in the file, lazy ones too."""
+def _imports(name: str, path: Path, lazy: bool = False):
+    """(imported module, imported names, line) for every import in the file, lazy ones too;
+    with ``lazy=True``: (module, names, line, inside a function or not)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    functions = [f for f in ast.walk(tree)
+                 if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    in_function = {id(n) for f in functions for n in ast.walk(f)}
+    for node in ast.walk(tree):
+        where = (id(node) in in_function,) if lazy else ()
         if isinstance(node, ast.Import):
             for a in node.names:
-                yield a.name, [], node.lineno
+                yield (a.name, [], node.lineno, *where)
         elif isinstance(node, ast.ImportFrom):
             base = package
             for _ in range(node.level - 1):
                 base = base.rpartition(".")[0]
             mod = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
-            yield mod, [a.name for a in node.names], node.lineno
+            yield (mod, [a.name for a in node.names], node.lineno, *where)
 
 
 def _part(module: str) -> str | None:
@@ -61,13 +75,26 @@ MODULES = dict(_modules())
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_imports_point_one_way(name):
     mine = _part(name)
-    for mod, names, line in _imports(name, MODULES[name]):
+    for mod, names, line, lazy in _imports(name, MODULES[name], lazy=True):
         targets = [mod] + [f"{mod}.{n}" for n in names if f"{mod}.{n}" in MODULES]
         for target in targets:
             other = _part(target)
             if other is None or other == mine:
                 continue
+            if lazy and other in LAZY.get(name, ()):
+                continue
             assert other in ALLOWED[mine], f"{name}:{line} imports {target} ({mine} → {other})"
+
+
+@pytest.mark.parametrize("name", sorted(LAZY))
+def test_the_spine_imports_the_parts_it_drives_only_when_a_run_starts(name):
+    seen = set()
+    for mod, names, line, lazy in _imports(name, MODULES[name], lazy=True):
+        other = _part(mod)
+        if other in LAZY[name]:
+            assert lazy, f"{name}:{line} imports {mod} at import time"
+            seen.add(other)
+    assert seen == LAZY[name]  # the exception is still needed
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 
 from . import attention, checkpoint, gpt, report, tasks, torch_train, translate
-from .common import CLIError, Formatter, Parser, describe
+from .common import CLIError, Formatter, Parser, as_flags, describe
 
 EPILOG = """examples:
   scratchformer train --task copy --out runs/copy
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
               "length is too large)", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C; TrainingInterrupted (SIGINT/SIGTERM) says more
-        print(f"scratchformer: {e or 'interrupted'}", file=sys.stderr)
+        print(f"scratchformer: {as_flags(str(e), ()) or 'interrupted'}", file=sys.stderr)
         return getattr(e, "exit_status", 130)
 
 

@@ -22,7 +22,13 @@ class CLIError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``scratchformer train: error: ...``), exit 2."""
+    """argparse, but a usage error is one line (``scratchformer train: error: ...``), exit 2,
+    and a flag is only its whole name: no prefixes, so an old flag never passes for a new one
+    (``--min-lr 1e-4`` is not ``--min-lr-ratio 1e-4``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

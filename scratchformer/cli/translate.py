@@ -65,14 +65,18 @@ def register(subparsers) -> None:
     s = subparsers.add_parser(
         "translate", formatter_class=fmt, help="translate text with a translate-train checkpoint",
         description="Translate --text (or stdin lines), or score the checkpoint's test split.")
-    s.add_argument("--checkpoint", required=True, type=path_arg)
+    s.add_argument("--checkpoint", required=True, type=path_arg,
+                   help="a checkpoint written by 'translate-train'")
     s.add_argument("--text", action="append", help="text to translate (repeatable); "
                                                    "default: one text per stdin line")
     s.add_argument("--beam", type=positive_int, default=1, help="beam size (1 = greedy)")
-    s.add_argument("--length-penalty", type=finite_float, default=0.6)
+    s.add_argument("--length-penalty", type=finite_float, default=0.6,
+                   help="beam search: GNMT length penalty α, a hypothesis of L tokens "
+                        "scores log p / ((5 + L) / 6) ** α (0 = none)")
     s.add_argument("--test", action="store_true",
                    help="score BLEU/chrF on the checkpoint's test split instead")
-    s.add_argument("--test-limit", type=positive_int, default=None)
+    s.add_argument("--test-limit", type=positive_int, default=None,
+                   help="--test: score only the first N test pairs (default: all)")
     s.add_argument("--show-pieces", action="store_true", help="also print the source subwords")
     s.add_argument("--threads", type=threads, default=None,
                    help="threads (default: every core, at most 8; 1: one thread)")

@@ -45,7 +45,7 @@ from ..models.gpt import GPTConfig
 from ..models.transformer import TransformerConfig
 from ..training.checkpoint import load, save
 from ..training.optim import AdamW
-from ..training.trainer import (TrainingDiverged, TrainingInterrupted, TrainResult, _StopSignals,
+from ..training.trainer import (TrainingDiverged, TrainingInterrupted, TrainResult, StopSignals,
                                 make_schedule, trainer_state)
 from .convert import to_numpy
 from .decoding import greedy_decode
@@ -195,12 +195,14 @@ class TorchTrainer:
         self.log(f"torch-train: {'task ' + cfg.task if cfg.task else 'corpus ' + str(cfg.corpus)}, "
                  f"{n_params:,} parameters, {env.world} process(es) on {cfg.device}, "
                  f"global batch {cfg.batch_size}")
-        if self.out_dir and self.step == 0:
-            open(os.path.join(self.out_dir, "metrics.jsonl"), "w").close()
+        if self.out_dir and self.step == 0:  # a fresh run: nothing of an older one beside it
+            from ..training.rundir import start_fresh
+
+            start_fresh(self.out_dir)
         self.model.train()
         t0, first = time.perf_counter(), self.step
         try:
-            with _StopSignals() as signals:
+            with StopSignals() as signals:
                 while self.step < cfg.steps and signals.signum is None:
                     self._one_step(self.step + 1, t0, first)
                     if (self.out_dir and cfg.checkpoint_every
@@ -245,7 +247,15 @@ class TorchTrainer:
                 f"or gradient clipping", step)
         for m in self.monitors:
             m.before_update(self, step)
-        self.opt.step()
+        try:
+            self.opt.step()
+        except RuntimeError as e:  # torch: lr / (1 - β₁ᵗ) beyond float32 ("without overflow")
+            if "overflow" not in str(e):
+                raise
+            raise TrainingDiverged(
+                f"training halted: the update overflowed float32 at step {step} (lr "
+                f"{self.schedule(step):.3g}); no checkpoint was written with it. Try a lower "
+                f"learning rate", step) from None
         self.step = step
         for m in self.monitors:
             m.after_update(self, step, value / n_tok)
@@ -287,9 +297,9 @@ class TorchTrainer:
         name, path = signal.Signals(signum).name, None
         if self.out_dir:
             path = self._ckpt()
-            with _StopSignals():
+            with StopSignals():
                 self.save(path)
-        where = (f"; checkpoint saved at step {self.step}: {path} (continue with resume)"
+        where = (f"; checkpoint saved at step {self.step}: {path} (continue with resume=True)"
                  if path else " (no output directory: nothing saved)")
         raise TrainingInterrupted(f"interrupted by {name} at step {self.step}{where}",
                                   self.step, signum, path)
@@ -393,7 +403,9 @@ def evaluate(model, data, cfg) -> dict:
         tot += float(F.cross_entropy(logits.flatten(0, 1), torch.from_numpy(y).to(model.device).flatten(),
                                      reduction="sum"))
         n += y.size
-    prompt = data.tok.encode("\n")[None]
+    if not math.isfinite(tot / n):  # the logits overflow: there is nothing to sample from
+        return {"val_loss": tot / n}
+    prompt = data.tok.encode("\n" if "\n" in data.tok.stoi else data.tok.chars[0])[None]
     sample = model.generate(prompt, 200, temperature=0.8, top_k=20,
                             rng=torch.Generator(model.device).manual_seed(cfg.seed))
     return {"val_loss": tot / n, "sample": data.tok.decode(sample[0].cpu().numpy())}

@@ -111,10 +111,11 @@ TASK_PRESETS = {
     "numbers": {"d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": 2, "steps": 3000,
                 "batch_size": 128, "lr": 3e-3, "warmup": 100, "eval_every": 50, "target": 0.99},
 }
-_SEQ = ("copy", "reverse", "shift")
-TASK_OPTIONS = {"min_len": _SEQ, "max_len": _SEQ, "num_symbols": _SEQ, "offset": ("shift",),
+SEQUENCE_TASKS = ("copy", "reverse", "shift")
+TASK_OPTIONS = {"min_len": SEQUENCE_TASKS, "max_len": SEQUENCE_TASKS,  # option → its tasks
+                "num_symbols": SEQUENCE_TASKS, "offset": ("shift",),
                 "held_out_size": tuple(TASK_PRESETS), "min_year": ("dates",),
-                "max_year": ("dates",), "direction": ("numbers",)}  # option → the tasks it fits
+                "max_year": ("dates",), "direction": ("numbers",)}
 
 
 @dataclass(kw_only=True)
@@ -162,10 +163,9 @@ class TaskTrainConfig(RunConfig):
                 setattr(self, name, value)
         if self.target == 0:
             self.target = None
-        for name, value in self.task_options().items():
-            if self.task not in TASK_OPTIONS[name]:
-                raise ValueError(f"{name} applies to task {' / '.join(TASK_OPTIONS[name])}, "
-                                 f"not {self.task!r}")
+        for name, tasks in TASK_OPTIONS.items():  # refused here, before any run directory
+            if getattr(self, name) is not None and self.task not in tasks:
+                raise ValueError(f"{name} applies to task {' / '.join(tasks)}, not {self.task!r}")
         super().__post_init__()
 
     def task_options(self) -> dict:

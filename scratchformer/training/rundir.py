@@ -341,8 +341,10 @@ def open_run(out_dir, *, resume: bool = False, force: bool = False):
     run (``resume=False``) refuses a directory holding another run unless ``force``; a
     second trainer is refused by the lock ``OUT/train.lock``. Then, holding the lock: the
     temp files of an interrupted save are removed; a resumed run's metrics.jsonl loses a
-    torn last line; ``force`` erases the other run's files (checkpoint and metrics: a
-    checkpoint never outlives the log it goes with). Yields ``out_dir`` as a str.
+    torn last line. A forced run's predecessor stays whole until the new run's first step
+    (a run refused while it is being built erases nothing); then ``start_fresh`` removes
+    all its files at once, so a checkpoint never outlives the log it goes with. Yields
+    ``out_dir`` as a str.
     """
     resume, force = check_bool("resume", resume), check_bool("force", force)
     if resume and force:
@@ -363,15 +365,22 @@ def open_run(out_dir, *, resume: bool = False, force: bool = False):
             warn(f"removed {tmp}, left by an interrupted checkpoint save")
         if resume:
             repair_metrics(metrics)
-        else:
-            _erase_run(out_dir)
         yield out_dir
 
 
-def _erase_run(out_dir: str) -> None:
-    """Delete the run files (checked regular files) of the run a forced new run replaces."""
-    for name in run_files(out_dir):
-        os.remove(os.path.join(out_dir, name))
+RUN_OUTPUTS = ("snapshots.safetensors", "snapshots.json", "results.json", "report.html")
+
+
+def start_fresh(out_dir) -> None:
+    """The first step of a new run in ``out_dir``: every file of a run that was there
+    (checkpoint, metrics, snapshots, results, report) removed, an empty metrics.jsonl made —
+    nothing of an older run stays beside the new one's files."""
+    out_dir = os.fspath(out_dir)
+    for name in (*RUN_FILES, *RUN_OUTPUTS):
+        path = os.path.join(out_dir, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            os.remove(path)
+    open(os.path.join(out_dir, METRICS), "w").close()
 
 
 @contextlib.contextmanager

@@ -162,9 +162,9 @@ def require(*packages: str, why: str) -> None:
 # ---- resume --------------------------------------------------------------------------------------
 def resumed_config(cfg: RunConfig, state: dict, path) -> RunConfig:
     """The config a resumed run continues with: the checkpoint's ``run_config`` with the
-    fields of ``RESUMABLE`` taken from ``cfg``. Any other field ``cfg`` sets is refused
-    (the run's model and settings are its checkpoint's); ``steps`` below the checkpoint's
-    step is refused too."""
+    fields of ``RESUMABLE`` that ``cfg`` sets (``threads`` left unset: the run's own). Any
+    other field ``cfg`` sets is refused (the run's model and settings are its checkpoint's);
+    ``steps`` below the checkpoint's step is refused too."""
     ts = trainer_state(state, path)
     saved = state.get("run_config")
     if not isinstance(saved, dict):
@@ -184,8 +184,11 @@ def resumed_config(cfg: RunConfig, state: dict, path) -> RunConfig:
                          f"resume=True, steps=N means 'up to N steps in all'")
     known = {f.name for f in fields(cfg)}
     kept = {k: (tuple(v) if k == "betas" else v) for k, v in saved.items() if k in known}
-    return type(cfg)(**{**kept, "steps": steps, "out": cfg.out, "resume": True,
-                        "force": False, "threads": cfg.threads, "progress": cfg.progress})
+    resumable = {k: getattr(cfg, k) for k in cfg.RESUMABLE if k in cfg.given()}  # text ...
+    # threads not given: the run's own (the twin's sums depend on torch's thread count)
+    threads = cfg.threads if "threads" in cfg.given() else saved.get("threads")
+    return type(cfg)(**{**kept, **resumable, "steps": steps, "out": cfg.out, "resume": True,
+                        "force": False, "threads": threads, "progress": cfg.progress})
 
 
 def _norm(value):

@@ -57,7 +57,7 @@ from .checkpoint import load, save
 from .muon import MuonAdamW
 from .optim import SGD, Adam, AdamW, clip_grad_norm
 from .progress import Progress, format_metrics
-from .rundir import repair_metrics
+from .rundir import repair_metrics, start_fresh
 from .schedules import ConstantLR, NoamSchedule, WarmupCosine
 
 
@@ -80,7 +80,7 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.exit_status = 128 + signum
 
 
-class _StopSignals:
+class StopSignals:
     """While active, the first SIGINT/SIGTERM only sets ``.signum`` (the loop stops at the
     next step boundary); the previous handlers come back at once, so a second signal acts
     as usual. Only in the main thread (elsewhere Python cannot set handlers): a no-op."""
@@ -351,14 +351,14 @@ class Trainer:
         end = cfg.steps if until is None else min(int(until), cfg.steps)
         if self.out_dir:
             os.makedirs(self.out_dir, exist_ok=True)
-            if self.step == 0:  # a fresh run starts a fresh log
-                open(os.path.join(self.out_dir, "metrics.jsonl"), "w").close()
+            if self.step == 0:  # a fresh run: a fresh log, nothing of an older run beside it
+                start_fresh(self.out_dir)
         self.model.train()
         t_start = time.perf_counter()
         stop = "steps" if end == cfg.steps else "until"
         evals_before = self.last_eval_step
         self._window = _Window(t_start)
-        with pool.threads(self.threads), _StopSignals() as signals, \
+        with pool.threads(self.threads), StopSignals() as signals, \
                 Progress(self.progress, cfg.steps, self.step) as bar:
             while self.step < end and signals.signum is None:
                 self.train_step(self.step + 1, end, bar)
@@ -424,9 +424,9 @@ class Trainer:
         path = None
         if self.out_dir:
             path = os.path.join(self.out_dir, "checkpoint.safetensors")
-            with _StopSignals():  # a signal during the save must not tear it
+            with StopSignals():  # a signal during the save must not tear it
                 self.save(path)
-        where = (f"; checkpoint saved at step {self.step}: {path} (continue with --resume)"
+        where = (f"; checkpoint saved at step {self.step}: {path} (continue with resume=True)"
                  if path else " (no output directory: nothing saved)")
         raise TrainingInterrupted(f"interrupted by {name} at step {self.step}{where}",
                                   self.step, signum, path)

@@ -17,19 +17,19 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 PAIRS = str(FIXTURES / "translation" / "tiny.tsv")
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 30
 
-TRAIN = ["train", "--task", "reverse", "--d-model", "16", "--heads", "2", "--layers", "1",
+TRAIN = ["train", "--task", "reverse", "--d-model", "16", "--n-heads", "2", "--n-layers", "1",
          "--d-ff", "32", "--batch-size", "8", "--eval-every", "0", "--samples", "0",
-         "--max-len", "5", "--num-symbols", "5", "--held-out", "10", "--quiet"]
-GPT = ["gpt", "train", "--n-layers", "1", "--n-heads", "2", "--d-model", "16", "--block", "8",
-       "--batch", "4", "--eval-every", "0", "--eval-batches", "1", "--checkpoint-every", "0",
-       "--sample-tokens", "0", "--no-progress"]
+         "--max-len", "5", "--num-symbols", "5", "--held-out-size", "10", "--quiet"]
+GPT = ["gpt", "train", "--n-layers", "1", "--n-heads", "2", "--d-model", "16", "--block-size",
+       "8", "--batch-size", "4", "--eval-every", "0", "--eval-batches", "1",
+       "--checkpoint-every", "0", "--sample-tokens", "0", "--no-progress"]
 TRANSLATE = ["translate-train", "--pairs", PAIRS, "--vocab-size", "80", "--d-model", "16",
-             "--d-ff", "32", "--n-heads", "2", "--layers", "1", "--warmup", "2",
+             "--d-ff", "32", "--n-heads", "2", "--n-layers", "1", "--warmup", "2",
              "--eval-every", "0", "--max-tokens", "64", "--no-progress", "--val-frac", "0.1",
              "--test-frac", "0.1", "--checkpoint-every", "0", "--test-beams"]
 TORCH = ["torch-train", "--task", "copy", "--batch-size", "8", "--d-model", "16", "--n-heads",
-         "2", "--d-ff", "32", "--layers", "1", "--warmup", "1", "--threads", "1",
-         "--eval-size", "0", "--quiet"]
+         "2", "--d-ff", "32", "--n-layers", "1", "--warmup", "1", "--threads", "1",
+         "--eval-size", "0", "--no-progress"]
 
 TRAINING_COMMANDS = ("train", "gpt train", "translate-train", "torch-train")
 
@@ -42,7 +42,7 @@ def corpus_file(tmp) -> str:
 
 
 def argv_for(command: str, out, tmp, steps: int = 2) -> list[str]:
-    """A valid tiny run of ``command`` writing to ``out`` (a directory; torch-train: a file)."""
+    """A valid tiny run of ``command`` writing to the run directory ``out``."""
     out, s = str(out), ["--steps", str(steps)]
     if command == "train":
         return [*TRAIN, *s, "--out", out]
@@ -57,8 +57,24 @@ def argv_for(command: str, out, tmp, steps: int = 2) -> list[str]:
 
 
 def run_out(command: str, tmp) -> Path:
-    """Where ``command``'s run goes in ``tmp``: a directory, or torch-train's file."""
-    return Path(tmp) / ("torch.npz" if command == "torch-train" else "run")
+    """Where ``command``'s run goes in ``tmp``: the run directory (every command has one)."""
+    return Path(tmp) / "run"
+
+
+def resume_argv(command: str, out, tmp, steps: int) -> list[str]:
+    """Continue the run in ``out`` up to ``steps`` in all: bare ``--out OUT --resume``, no
+    data or model flag (the checkpoint has them)."""
+    head = {"train": ["train", "--quiet"], "gpt train": ["gpt", "train", "--no-progress"],
+            "translate-train": ["translate-train", "--no-progress"],
+            "torch-train": ["torch-train", "--no-progress"]}[command]
+    return [*head, "--out", str(out), "--resume", "--steps", str(steps)]
+
+
+def trained_steps(out) -> int:
+    """The step of the checkpoint in the run directory ``out``."""
+    from scratchformer.training.checkpoint import load
+
+    return int(load(Path(out) / "checkpoint.safetensors")[2]["trainer"]["step"])
 
 
 def one_line_error(capsys, status: int, rc: int) -> str:

@@ -10,9 +10,9 @@ import pytest
 from scratchformer.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TINY = ["--d-model", "16", "--heads", "2", "--layers", "1", "--d-ff", "32",
+TINY = ["--d-model", "16", "--n-heads", "2", "--n-layers", "1", "--d-ff", "32",
         "--batch-size", "16", "--eval-every", "10", "--eval-quick", "20", "--samples", "2",
-        "--max-len", "5", "--num-symbols", "5", "--held-out", "50"]
+        "--max-len", "5", "--num-symbols", "5", "--held-out-size", "50"]
 
 
 @pytest.fixture(scope="module")
@@ -59,25 +59,57 @@ def test_decode_prints_one_line_per_input(trained, capsys):
 def test_resume_continues_to_more_steps(trained, tmp_path, capsys):
     import shutil
 
-    ckpt = tmp_path / "checkpoint.safetensors"
-    shutil.copy(trained / "checkpoint.safetensors", ckpt)
-    assert main(["train", "--resume", str(ckpt), "--steps", "30", "--quiet"]) == 0
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    assert main(["train", "--out", str(run), "--resume", "--steps", "30", "--quiet"]) == 0
     import scratchformer as sf
 
-    _, _, state = sf.load(ckpt)
+    _, _, state = sf.load(run / "checkpoint.safetensors")
     assert state["trainer"]["step"] == 30 and state["task"]["name"] == "reverse"
 
 
 def test_resume_refuses_flags_it_would_ignore(trained, capsys):
-    rc = main(["train", "--resume", str(trained / "checkpoint.safetensors"), "--lr", "0.1"])
-    assert rc == 2 and "drop --lr" in capsys.readouterr().err
+    before = (trained / "checkpoint.safetensors").read_bytes()
+    rc = main(["train", "--out", str(trained), "--resume", "--lr", "0.1"])
+    assert rc == 2 and "drop --lr 0.1" in capsys.readouterr().err
+    assert (trained / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_resume_without_out_names_the_flags(capsys):
+    rc = main(["train", "--resume"])  # the default --out runs/TASK names no run to continue
+    err = capsys.readouterr().err
+    assert rc == 2 and "--resume" in err and "--out" in err and len(err.splitlines()) == 1
+
+
+class _Called(Exception):
+    pass
+
+
+def test_train_without_task_is_the_copy_task_into_runs_copy(monkeypatch, tmp_path):
+    from scratchformer.training import recipes
+
+    seen = []
+
+    def spy(cfg):
+        seen.append(cfg)
+        raise _Called
+
+    monkeypatch.setattr(recipes, "train_task", spy)
+    monkeypatch.chdir(tmp_path)
+    for argv, task in ((["train"], "copy"), (["train", "--task", "dates"], "dates")):
+        with pytest.raises(_Called):
+            main(argv)
+        cfg = seen.pop()
+        assert cfg.task == task and cfg.out == f"runs/{task}" and not cfg.resume
+        assert cfg.steps == recipes.TASK_PRESETS[task]["steps"]  # the task's preset
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["train", "--task", "sort"], "unknown task 'sort'"),
-    (["train"], "--task is required"),
-    (["train", "--task", "copy", "--offset", "3"], "--offset applies to task shift"),
-    (["train", "--task", "copy", "--d-model", "30", "--heads", "4"], "divisible"),
+    (["train", "--task", "sort"], "argument --task: invalid choice: 'sort'"),
+    (["train", "--task", "copy", "--offset", "3"], "--offset applies to task shift, not 'copy'"),
+    (["train", "--task", "copy", "--d-model", "30", "--n-heads", "4"], "divisible"),
+    (["train", "--task", "copy", "--heads", "4"], "unrecognized arguments: --heads 4"),
     (["train", "--task", "copy", "--lr", "-1"], "argument --lr: must be a finite number > 0"),
     (["train", "--task", "copy", "--max-len", "0"], "argument --max-len: must be an integer >= 1"),
     (["eval", "--checkpoint", "no/such/file.npz"], "checkpoint not found"),

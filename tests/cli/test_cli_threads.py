@@ -1,4 +1,5 @@
-"""--threads on the training commands reaches the training loop's worker pool."""
+"""--threads on the training commands reaches the training loop's worker pool (torch-train:
+torch's CPU threads)."""
 
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import pytest
 
 import scratchformer.training.lm as lm_mod
 import scratchformer.training.recipes as recipes_mod
-import scratchformer.training.trainer as train_mod
+import scratchformer.training.translation as translation_mod
 from scratchformer import cli
 
 FIXTURE = str(Path(__file__).parents[1] / "fixtures" / "translation" / "tiny.tsv")
@@ -26,7 +27,7 @@ def seen(monkeypatch):
             got["threads"] = threads
             raise _Stop
 
-    monkeypatch.setattr(train_mod, "Trainer", Recorder)  # translate-train
+    monkeypatch.setattr(translation_mod, "Trainer", Recorder)  # translate-train
     monkeypatch.setattr(lm_mod, "Trainer", Recorder)  # gpt train (training.lm)
     monkeypatch.setattr(recipes_mod, "Trainer", Recorder)  # train (training.recipes)
     return got
@@ -46,7 +47,7 @@ def test_gpt_train_passes_threads_to_the_trainer(tmp_path, seen, flag, expected)
 def test_translate_train_passes_threads_to_the_trainer(tmp_path, seen, flag, expected):
     with pytest.raises(_Stop):
         cli.main(["translate-train", "--pairs", FIXTURE, "--vocab-size", "120", "--d-model", "32",
-                  "--d-ff", "64", "--n-heads", "2", "--layers", "1", "--steps", "2",
+                  "--d-ff", "64", "--n-heads", "2", "--n-layers", "1", "--steps", "2",
                   "--out", str(tmp_path / "t"), "--no-progress", *flag])
     assert seen["threads"] == expected
 
@@ -57,3 +58,21 @@ def test_train_passes_threads_to_the_trainer(tmp_path, seen, flag, expected):
         cli.main(["train", "--task", "copy", "--steps", "2", "--out", str(tmp_path / "c"),
                   "--no-progress", *flag])
     assert seen["threads"] == expected
+
+
+@pytest.mark.parametrize("flag,expected", [([], None), (["--threads", "1"], 1)])
+def test_torch_train_sets_torch_threads(tmp_path, monkeypatch, flag, expected):
+    import os
+
+    torch = pytest.importorskip("torch")
+    got = []
+
+    def spy(n):
+        got.append(n)
+        raise _Stop
+
+    monkeypatch.setattr(torch, "set_num_threads", spy)
+    with pytest.raises(_Stop):
+        cli.main(["torch-train", "--task", "copy", "--steps", "2", "--out", str(tmp_path / "t"),
+                  "--no-progress", *flag])
+    assert got == [expected or os.cpu_count()]  # default: the cores, one process

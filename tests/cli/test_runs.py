@@ -11,12 +11,13 @@ import sys
 import numpy as np
 import pytest
 
-from cli_runs import TRAINING_COMMANDS, argv_for, one_line_error, run_out
+from cli_runs import (TRAINING_COMMANDS, argv_for, one_line_error, resume_argv, run_out,
+                      trained_steps)
 from scratchformer.cli import main
 
 
 def _lock_path(command, out):
-    return f"{out}.lock" if command == "torch-train" else os.path.join(out, "train.lock")
+    return os.path.join(out, "train.lock")  # every command: OUT is a run directory
 
 
 def _dead_pid() -> int:
@@ -29,7 +30,7 @@ def _dead_pid() -> int:
 def test_an_unusable_output_path_is_refused_before_training(command, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    out = blocker / ("x.npz" if command == "torch-train" else "run")  # under a regular file
+    out = blocker / "run"  # under a regular file
     err = one_line_error(capsys, 2, main(argv_for(command, out, tmp_path, steps=10**6)))
     assert str(blocker) in err  # refused at once: 10**6 steps would not finish
 
@@ -39,13 +40,26 @@ def test_a_new_run_refuses_another_runs_output_unless_force(command, tmp_path, c
     out = run_out(command, tmp_path)
     assert main(argv_for(command, out, tmp_path)) == 0
     capsys.readouterr()
-    ckpt = out if command == "torch-train" else out / "checkpoint.safetensors"
+    ckpt = out / "checkpoint.safetensors"
     before = ckpt.read_bytes()
     err = one_line_error(capsys, 2, main(argv_for(command, out, tmp_path, steps=3)))
     assert "--force" in err and str(out) in err
     assert ckpt.read_bytes() == before  # untouched
     assert main([*argv_for(command, out, tmp_path, steps=3), "--force"]) == 0
     assert ckpt.read_bytes() != before
+
+
+@pytest.mark.parametrize("command", TRAINING_COMMANDS)
+def test_a_forced_run_refused_while_being_built_leaves_the_old_run_whole(command, tmp_path,
+                                                                         capsys):
+    out = run_out(command, tmp_path)
+    assert main(argv_for(command, out, tmp_path)) == 0
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    rc = main([*argv_for(command, out, tmp_path), "--force", "--d-model", "30", "--n-heads", "4"])
+    err = capsys.readouterr().err  # (translate-train logs its data pipeline on stderr first)
+    assert rc == 2 and "divisible" in err.strip().splitlines()[-1] and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files  # its metrics too
 
 
 @pytest.mark.parametrize("command", TRAINING_COMMANDS)
@@ -74,7 +88,7 @@ def test_a_dead_trainers_lock_is_taken_over_with_a_warning(command, tmp_path, ca
     assert not os.path.exists(lock)  # released at the end
 
 
-@pytest.mark.parametrize("command", ["train", "gpt train", "translate-train"])
+@pytest.mark.parametrize("command", TRAINING_COMMANDS)
 def test_stale_checkpoint_temp_files_are_removed_at_the_next_start(command, tmp_path, capsys):
     out = run_out(command, tmp_path)
     out.mkdir()
@@ -85,27 +99,16 @@ def test_stale_checkpoint_temp_files_are_removed_at_the_next_start(command, tmp_
 
 
 def _resume_argv(command, out, tmp, steps):
-    if command == "train":
-        return ["train", "--resume", str(out / "checkpoint.safetensors"), "--steps", str(steps), "--quiet"]
-    argv = argv_for(command, out, tmp, steps=steps)
-    return [*argv, "--resume"]
+    return resume_argv(command, out, tmp, steps)
 
 
-def _trained_steps(out) -> int:
-    from scratchformer.training.checkpoint import load
-
-    _, _, state = load(out / "checkpoint.safetensors")
-    trainer = state["trainer"]
-    return int((trainer if isinstance(trainer, dict) else json.loads(str(trainer)))["step"])
-
-
-@pytest.mark.parametrize("command", ["train", "gpt train", "translate-train"])
+@pytest.mark.parametrize("command", TRAINING_COMMANDS)
 def test_resume_steps_n_continues_up_to_n_in_all(command, tmp_path, capsys):
     out = run_out(command, tmp_path)
     assert main(argv_for(command, out, tmp_path, steps=3)) == 0
-    assert _trained_steps(out) == 3
+    assert trained_steps(out) == 3
     assert main(_resume_argv(command, out, tmp_path, 7)) == 0
-    assert _trained_steps(out) == 7  # gpt train used to train zero steps here
+    assert trained_steps(out) == 7  # gpt train used to train zero steps here
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert max(r["step"] for r in records) == 7
     capsys.readouterr()
@@ -115,7 +118,7 @@ def test_resume_steps_n_continues_up_to_n_in_all(command, tmp_path, capsys):
     assert "up to N steps in all" in err.strip().splitlines()[-1]  # refused, not ignored
 
 
-@pytest.mark.parametrize("command", ["train", "gpt train", "translate-train"])
+@pytest.mark.parametrize("command", TRAINING_COMMANDS)
 def test_resume_survives_a_torn_last_metrics_line(command, tmp_path, capsys):
     out = run_out(command, tmp_path)
     assert main(argv_for(command, out, tmp_path, steps=3)) == 0
@@ -141,39 +144,64 @@ def test_train_resume_prints_metrics_measured_now(tmp_path, capsys):
     from scratchformer.training.checkpoint import optimizer_from_state
     save(ckpt, model, optimizer_from_state(model, opt), trainer=trainer, **state)
     capsys.readouterr()
-    assert main(["train", "--resume", str(ckpt), "--steps", "4", "--quiet"]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--steps", "4", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "9.999" not in printed and "77.7%" not in printed and "after 4 steps" in printed
 
 
 def test_torch_train_nan_halts_and_keeps_the_good_checkpoint(tmp_path, capsys):
     pytest.importorskip("torch")
-    out = tmp_path / "torch.npz"
+    out = tmp_path / "run"
+    ckpt = out / "checkpoint.safetensors"
     assert main(argv_for("torch-train", out, tmp_path)) == 0
-    good = out.read_bytes()
+    good = ckpt.read_bytes()
     capsys.readouterr()
     rc = main([*argv_for("torch-train", out, tmp_path, steps=20), "--force", "--lr", "1e30"])
     err = capsys.readouterr().err
     assert rc == 1 and "Traceback" not in err
     assert "training halted" in err and "at step" in err
-    assert out.read_bytes() == good  # never replaced by NaN weights
+    assert ckpt.read_bytes() == good  # never replaced by NaN weights
     from scratchformer.training.checkpoint import load
 
-    model, _, _ = load(out)
+    model, _, _ = load(ckpt)
     assert all(np.isfinite(p.data).all() for p in model.parameters())
 
 
 def test_torch_train_refuses_non_finite_weights_at_save(tmp_path):
     torch = pytest.importorskip("torch")
-    from scratchformer.cli import build_parser
-    from scratchformer.torch_port.train import build_model, save_checkpoint, TaskData
+    from scratchformer.torch_port.train import TorchTrainer
+    from scratchformer.training import TorchTrainConfig
     from scratchformer.training.trainer import TrainingDiverged
 
-    args = build_parser().parse_args(argv_for("torch-train", tmp_path / "x.npz", tmp_path))
-    data = TaskData("copy", 0)
-    model = build_model(args, data)
+    cfg = TorchTrainConfig(task="copy", d_model=16, n_heads=2, d_ff=32, n_layers=1, steps=2,
+                           batch_size=8, threads=1, out=str(tmp_path), progress=False)
+    trainer = TorchTrainer(cfg)
     with torch.no_grad():
-        next(model.parameters())[0] = float("nan")
+        next(trainer.model.parameters())[0] = float("nan")
     with pytest.raises(TrainingDiverged, match="not finite"):
-        save_checkpoint(str(tmp_path / "x.npz"), model, data, args, {"final_loss": 1.0})
-    assert not (tmp_path / "x.npz").exists()
+        trainer.save(str(tmp_path / "checkpoint.safetensors"))
+    assert not (tmp_path / "checkpoint.safetensors").exists()
+
+
+def test_torch_train_an_update_overflowing_float32_halts_in_one_line(tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "run"  # lr / (1 - β₁) at step 1 is beyond float32: torch's Adam refuses
+    rc = main([*argv_for("torch-train", out, tmp_path, steps=1), "--batch-size", "1", "--lr",
+               "3.402823466385288e+39"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "training halted: the update overflowed float32 at step 1" in err
+    assert not (out / "checkpoint.safetensors").exists()
+
+
+def test_torch_train_gpt_on_a_corpus_without_newline_saves_its_run(tmp_path, capsys):
+    pytest.importorskip("torch")
+    corpus = tmp_path / "abc.txt"
+    corpus.write_text("abcab" * 200, encoding="utf-8")  # no "\n" to start the sample with
+    out = tmp_path / "run"
+    rc = main(["torch-train", "--corpus", str(corpus), "--steps", "2", "--batch-size", "2",
+               "--block-size", "4", "--d-model", "16", "--n-heads", "2", "--d-ff", "32",
+               "--n-layers", "1", "--eval-size", "20", "--threads", "1", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "sample:\na" in printed  # it starts at the corpus' first character
+    assert (out / "checkpoint.safetensors").exists()

@@ -1,5 +1,6 @@
 """Ctrl-C (SIGINT) and SIGTERM during training save a checkpoint at the current step and
-exit with 130 / 143, saying where; --resume then continues from it. Real processes."""
+exit with 130 / 143, saying where in one line; --resume then continues from it. Every
+training command, real processes."""
 
 import json
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_runs import argv_for
+from cli_runs import TRAINING_COMMANDS, argv_for, resume_argv, trained_steps
 from scratchformer.cli import main
 
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -37,25 +38,24 @@ def _wait_for_training(proc, metrics: Path, timeout=60.0):
 
 
 @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-@pytest.mark.parametrize("command", ["train", "gpt train"])
+@pytest.mark.parametrize("command", TRAINING_COMMANDS)
 def test_a_signal_saves_a_checkpoint_and_resume_continues(command, sig, status, tmp_path):
     out = tmp_path / "run"
-    argv = argv_for(command, out, tmp_path, steps=10**6)
-    if command == "train":
-        argv += ["--log-every", "1"]
+    argv = [*argv_for(command, out, tmp_path, steps=10**6), "--log-every", "1"]
     proc = _start(argv, tmp_path)
     _wait_for_training(proc, out / "metrics.jsonl")
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == status, err
     assert "Traceback" not in err
-    m = re.search(r"interrupted by (SIG\w+) at step (\d+); checkpoint saved at step \d+: (\S+)", err)
-    assert m and m.group(1) == sig.name and Path(m.group(3)) == out / "checkpoint.safetensors", err
+    said = [line for line in err.splitlines() if "interrupted" in line]
+    assert len(said) == 1 and said[0] == err.strip().splitlines()[-1], err  # one clear line
+    m = re.search(r"^scratchformer: interrupted by (SIG\w+) at step (\d+); checkpoint saved at "
+                  r"step (\d+): (\S+)", said[0])
+    assert m and m.group(1) == sig.name and Path(m.group(4)) == out / "checkpoint.safetensors", err
     step = int(m.group(2))
+    assert int(m.group(3)) == step and trained_steps(out) == step  # loadable, at that step
     assert not (out / "train.lock").exists()
-    resume = (["train", "--resume", str(out / "checkpoint.safetensors"), "--quiet", "--steps",
-               str(step + 2)] if command == "train"
-              else [*argv_for(command, out, tmp_path, steps=step + 2), "--resume"])
-    assert main(resume) == 0
+    assert main(resume_argv(command, out, tmp_path, step + 2)) == 0
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert max(r["step"] for r in records) == step + 2

@@ -351,20 +351,23 @@ All:
 We know't, we know't.
 """ * 4
 
-TINY = dict(n_layers=1, n_heads=2, d_model=16, d_ff=32, block=16, batch=8, lr=1e-2, min_lr=1e-3,
-            warmup=5, eval_batches=2, eval_every=20, checkpoint_every=0, progress=False, seed=3)
+TINY = dict(n_layers=1, n_heads=2, d_model=16, d_ff=32, block_size=16, batch_size=8, lr=1e-2,
+            min_lr_ratio=0.1, warmup=5, eval_batches=2, eval_every=20, checkpoint_every=0,
+            progress=False, seed=3)
 
 
 def test_gpt_training_smoke_loss_falls_and_checkpoint_samples(tmp_path, capsys):
     import argparse
 
     from scratchformer.cli import gpt as cli_gpt
+    from scratchformer.training import GPTTrainConfig, train_gpt
     from scratchformer.training import lm as gpt_lm
 
-    out = gpt_lm.train_gpt(text=FIXTURE, out_dir=tmp_path, steps=200, **TINY)
-    history = [r for r in out["result"].history if r["kind"] == "eval"]
+    out = train_gpt(GPTTrainConfig(text=FIXTURE, out=str(tmp_path), steps=200, **TINY))
+    history = [r for r in out.trainer.history if r["kind"] == "eval"]
     assert len(history) == 10 and history[-1]["train_loss"] < 0.6 * history[0]["train_loss"]
-    assert out["val_loss"] < 0.5 * np.log(out["tokenizer"].vocab_size)  # uniform: ln V
+    tok = out.extras["tokenizer"]
+    assert out.extras["val_loss"] < 0.5 * np.log(tok.vocab_size)  # uniform: ln V
 
     parser = argparse.ArgumentParser()
     cli_gpt.register(parser.add_subparsers())
@@ -373,20 +376,22 @@ def test_gpt_training_smoke_loss_falls_and_checkpoint_samples(tmp_path, capsys):
     assert args.func(args) == 0
     text = capsys.readouterr().out
     assert text.startswith("All:") and len(text.rstrip("\n")) >= 34
-    model, tok = gpt_lm.load_gpt(tmp_path / "checkpoint.safetensors")
-    assert tok == out["tokenizer"] and model.config == out["model"].config
+    model, tok2 = gpt_lm.load_gpt(tmp_path / "checkpoint.safetensors")
+    assert tok2 == tok and model.config == out.model.config
     with pytest.raises(ValueError, match="prompt: .*'Z'"):
-        gpt_lm.sample_text(model, tok, "Zebra", 5)
+        gpt_lm.sample_text(model, tok2, "Zebra", 5)
 
 
-def test_gpt_training_resumed_run_equals_uninterrupted_run(tmp_path):
-    from scratchformer.training import lm as gpt_lm
+def test_gpt_training_resumed_run_equals_uninterrupted_run(tmp_path, interrupt_at):
+    from scratchformer.training import GPTTrainConfig, TrainingInterrupted, train_gpt
 
-    full = gpt_lm.train_gpt(text=FIXTURE, out_dir=tmp_path / "a", steps=30, **TINY)
-    gpt_lm.train_gpt(text=FIXTURE, out_dir=tmp_path / "b", steps=30, until=12, **TINY)
-    resumed = gpt_lm.train_gpt(text=FIXTURE, out_dir=tmp_path / "b", resume=True, **TINY)
-    assert resumed["result"].step == 30
-    a, b = full["model"].state_dict(), resumed["model"].state_dict()
+    full = train_gpt(GPTTrainConfig(text=FIXTURE, out=str(tmp_path / "a"), steps=30, **TINY))
+    with interrupt_at(12), pytest.raises(TrainingInterrupted):  # Ctrl-C in step 12
+        train_gpt(GPTTrainConfig(text=FIXTURE, out=str(tmp_path / "b"), steps=30, **TINY))
+    # the text itself is not stored: a run trained on text= is resumed with it
+    resumed = train_gpt(GPTTrainConfig(text=FIXTURE, out=str(tmp_path / "b"), resume=True))
+    assert resumed.step == 30
+    a, b = full.model.state_dict(), resumed.model.state_dict()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 

@@ -213,7 +213,7 @@ def test_a_batch_too_large_for_memory_is_refused_before_any_array(monkeypatch, m
 
 
 @pytest.mark.parametrize("argv", [["train", "--task", "copy", "--batch-size", "1000000000"],
-                                  ["gpt", "train", "--batch", "1000000000"]])
+                                  ["gpt", "train", "--batch-size", "1000000000"]])
 def test_cli_refuses_a_batch_that_cannot_fit(tmp_path, capsys, argv):
     from scratchformer.cli import main
 

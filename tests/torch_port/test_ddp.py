@@ -17,9 +17,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-ARGS = ["--task", "reverse", "--steps", "4", "--batch-size", "8", "--d-model", "16",
-        "--n-heads", "2", "--d-ff", "32", "--layers", "1", "--lr", "3e-3", "--warmup", "2",
-        "--threads", "1", "--eval-size", "0", "--quiet"]
+# the run, as a library config (the CLI's torch-train builds the same TorchTrainConfig)
+CFG = dict(task="reverse", steps=4, batch_size=8, d_model=16, n_heads=2, d_ff=32, n_layers=1,
+           lr=3e-3, warmup=2, threads=1, eval_size=0, progress=False)
 
 
 def _free_port() -> int:
@@ -28,27 +28,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, out_dir: str, extra: list[str]) -> None:
-    """One torchrun-like rank: the environment torchrun would set, then the real train()."""
+def _worker(rank: int, world: int, port: int, out_dir: str, out: str) -> None:
+    """One torchrun-like rank: the environment torchrun would set, then the real train_torch."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from scratchformer.cli import build_parser
-    from scratchformer.torch_port.train import train
+    from scratchformer.training import TorchTrainConfig, train_torch
 
-    model, _ = train(build_parser().parse_args(["torch-train", *ARGS, *extra]))
+    model = train_torch(TorchTrainConfig(**CFG, out=out)).model
     np.savez(os.path.join(out_dir, f"rank{rank}.npz"),
              **{k: v.detach().numpy() for k, v in model.state_dict().items()})
 
 
-def _single(extra: list[str]) -> dict[str, np.ndarray]:
-    from scratchformer.cli import build_parser
-    from scratchformer.torch_port.train import train
+def _single() -> dict[str, np.ndarray]:
+    from scratchformer.training import TorchTrainConfig, train_torch
 
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         os.environ.pop(k, None)
-    model, _ = train(build_parser().parse_args(["torch-train", *ARGS, *extra]))
-    return {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    result = train_torch(TorchTrainConfig(**CFG))  # out=None: nothing written
+    assert result.out is None
+    return {k: v.detach().numpy() for k, v in result.model.state_dict().items()}
 
 
 def test_two_process_ddp_equals_single_process_on_the_global_batch(tmp_path):
@@ -56,10 +55,10 @@ def test_two_process_ddp_equals_single_process_on_the_global_batch(tmp_path):
 
     from scratchformer.training.checkpoint import load
 
-    ckpt = str(tmp_path / "ddp.npz")
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), ["--out", ckpt]), nprocs=2, join=True)
+    run = str(tmp_path / "ddp")
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), run), nprocs=2, join=True)
     r0, r1 = (dict(np.load(tmp_path / f"rank{r}.npz")) for r in (0, 1))
-    single = _single(["--out", ""])
+    single = _single()
 
     assert sorted(r0) == sorted(r1) == sorted(single)
     for k in single:
@@ -76,20 +75,26 @@ def test_two_process_ddp_equals_single_process_on_the_global_batch(tmp_path):
     moved = max(np.abs(single[k] - v).max() for k, v in _initial().items())
     assert moved > 1e-3  # the runs trained: equality is not just the shared initial weights
 
-    model, _, state = load(ckpt)  # written by rank 0 only, as a NumPy model
+    model, _, state = load(os.path.join(run, "checkpoint.safetensors"))  # rank 0's, NumPy
     assert state["trained_with"] == "torch"
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, r0[k])
-    assert sorted(os.listdir(tmp_path)) == ["ddp.npz", "rank0.npz", "rank1.npz"]
+    assert sorted(os.listdir(tmp_path)) == ["ddp", "rank0.npz", "rank1.npz"]
+    assert sorted(os.listdir(run)) == ["checkpoint.safetensors", "metrics.jsonl"]  # lock gone
+
+
+def _config():
+    from scratchformer.training import TorchTrainConfig
+
+    return TorchTrainConfig(**CFG)
 
 
 def _logits(state: dict[str, np.ndarray]) -> np.ndarray:
-    from scratchformer.cli import build_parser
     from scratchformer.torch_port.train import TaskData, build_model
 
-    a = build_parser().parse_args(["torch-train", *ARGS])
-    data = TaskData(a.task, seed=99)
-    model = build_model(a, data).eval()
+    cfg = _config()
+    data = TaskData(cfg.task, seed=99)
+    model = build_model(cfg, data).eval()
     model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
     (src, tgt_in, _), _ = data.batch(32, 0, 1)
     with torch.no_grad():
@@ -97,17 +102,22 @@ def _logits(state: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _initial() -> dict[str, np.ndarray]:
-    from scratchformer.cli import build_parser
     from scratchformer.torch_port.train import TaskData, build_model
 
-    a = build_parser().parse_args(["torch-train", *ARGS])
-    return {k: v.detach().numpy() for k, v in build_model(a, TaskData(a.task, a.seed)).state_dict().items()}
+    cfg = _config()
+    return {k: v.detach().numpy()
+            for k, v in build_model(cfg, TaskData(cfg.task, cfg.seed)).state_dict().items()}
 
 
-def test_batch_not_divisible_by_world_size_is_rejected(monkeypatch):
-    from scratchformer.cli import build_parser
-    from scratchformer.torch_port.train import train
+def test_batch_not_divisible_by_world_size_is_rejected(monkeypatch, tmp_path, capsys):
+    from scratchformer.cli import main
 
     monkeypatch.setenv("WORLD_SIZE", "3")  # checked before any process group is started
-    with pytest.raises(ValueError, match="--batch-size 8 must be divisible by the number of processes 3"):
-        train(build_parser().parse_args(["torch-train", *ARGS, "--out", ""]))
+    with pytest.raises(ValueError, match="batch_size=8 must be divisible by the number of "
+                                         "processes 3"):
+        _config()
+    out = tmp_path / "run"
+    assert main(["torch-train", "--task", "reverse", "--batch-size", "8", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--batch-size 8 must be divisible by the number of processes 3" in err
+    assert not out.exists()

@@ -203,13 +203,14 @@ def test_torch_trained_checkpoint_decodes_identically_in_numpy(tmp_path):
     from scratchformer.data.taskbase import pad_batch
     from scratchformer.data.tasks import get_task
 
-    ckpt = tmp_path / "copy.npz"
+    run = tmp_path / "copy"
     rc = main(["torch-train", "--task", "copy", "--steps", "60", "--batch-size", "32", "--d-model", "32",
-               "--n-heads", "2", "--d-ff", "64", "--layers", "1", "--lr", "5e-3", "--warmup", "10",
-               "--threads", "1", "--eval-size", "0", "--quiet", "--out", str(ckpt)])
+               "--n-heads", "2", "--d-ff", "64", "--n-layers", "1", "--lr", "5e-3", "--warmup", "10",
+               "--threads", "1", "--eval-size", "0", "--no-progress", "--out", str(run)])
     assert rc == 0
-    model, opt_state, state = load(ckpt)  # NumPy only from here on
-    assert isinstance(model, sf.Transformer) and opt_state is None
+    model, opt_state, state = load(run / "checkpoint.safetensors")  # NumPy only from here on
+    assert isinstance(model, sf.Transformer)
+    assert set(opt_state) >= {"step", "exp_avg.0", "exp_avg_sq.0"}  # AdamW's, to resume
     assert state["trained_with"] == "torch" and state["task"]["name"] == "copy"
     task = get_task(state["task"]["name"], **state["task"]["options"])
     src, _, tgt_out = pad_batch(task.held_out()[:64])
@@ -227,12 +228,12 @@ def test_torch_trained_gpt_checkpoint_generates_identically_in_numpy(tmp_path):
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("to be or not to be, that is the question.\n" * 40, encoding="utf-8")
-    ckpt = tmp_path / "gpt.npz"
+    run = tmp_path / "gpt"
     rc = main(["torch-train", "--corpus", str(corpus), "--steps", "30", "--batch-size", "8", "--block-size", "16",
-               "--d-model", "32", "--n-heads", "2", "--d-ff", "64", "--layers", "1", "--lr", "1e-2",
-               "--warmup", "5", "--threads", "1", "--eval-size", "20", "--quiet", "--out", str(ckpt)])
+               "--d-model", "32", "--n-heads", "2", "--d-ff", "64", "--n-layers", "1", "--lr", "1e-2",
+               "--warmup", "5", "--threads", "1", "--eval-size", "20", "--no-progress", "--out", str(run)])
     assert rc == 0
-    model, _, state = load(ckpt)
+    model, _, state = load(run / "checkpoint.safetensors")
     assert isinstance(model, GPT) and model.config.max_len == 16 and model.config.tie_embeddings
     tok = CharTokenizer.from_json(state["tokenizer"])
     prompt = tok.encode("to be")[None]  # (1, 5)

@@ -218,8 +218,8 @@ def test_torchrun_two_processes_train_the_gpt_and_resume(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 60)
     out = tmp_path / "gpt"
-    base = ["gpt", "train", "--corpus", str(text), "--out", str(out), "--batch", "4",
-            "--n-layers", "1", "--d-model", "32", "--n-heads", "2", "--block", "16",
+    base = ["gpt", "train", "--corpus", str(text), "--out", str(out), "--batch-size", "4",
+            "--n-layers", "1", "--d-model", "32", "--n-heads", "2", "--block-size", "16",
             "--eval-batches", "2", "--sample-tokens", "0", "--no-progress", "--threads", "1"]
     for extra, step in ((["--steps", "4"], 4), (["--resume", "--steps", "7"], 7)):
         r = _torchrun(*base, *extra)
@@ -235,7 +235,7 @@ def test_torchrun_two_processes_translate_write_once_resume_and_score_once(tmp_p
         # batches of 1, 8, 5, 5, ... pairs: the first leaves rank 1 nothing but padding
         r = _torchrun("translate-train", "--pairs", FIXTURE, "--val-frac", "0.1", "--test-frac",
                       "0.1", "--vocab-size", "80", "--d-model", "16", "--d-ff", "32", "--n-heads",
-                      "2", "--layers", "1", "--warmup", "2", "--max-tokens", "64", "--eval-every",
+                      "2", "--n-layers", "1", "--warmup", "2", "--max-tokens", "64", "--eval-every",
                       "3", "--eval-decode", "2", "--checkpoint-every", "2", "--test-beams", "1",
                       "--no-progress", "--threads", "1", "--out", str(out), *extra)
         assert r.stdout.count("greedy") == 1  # rank 0 alone scores the test split

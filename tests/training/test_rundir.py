@@ -348,12 +348,13 @@ def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     base = ["--steps", "100000", "--checkpoint-every", "1", "--log-every", "1", "--quiet"]
     fresh = [sys.executable, "-m", "scratchformer", "train", "--task", "copy", "--d-model", "16",
-             "--heads", "2", "--layers", "1", "--d-ff", "32", "--batch-size", "8",
-             "--eval-every", "0", "--samples", "0", "--held-out", "10", "--out", str(out), *base]
+             "--n-heads", "2", "--n-layers", "1", "--d-ff", "32", "--batch-size", "8",
+             "--eval-every", "0", "--samples", "0", "--held-out-size", "10", "--out", str(out),
+             *base]
     rng = random.Random(13)
     for i in range(6):
         argv = fresh if not ckpt.exists() else [
-            sys.executable, "-m", "scratchformer", "train", "--resume", str(ckpt), *base]
+            sys.executable, "-m", "scratchformer", "train", "--out", str(out), "--resume", *base]
         proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         before = ckpt.stat().st_mtime_ns if ckpt.exists() else None
@@ -369,7 +370,7 @@ def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
         assert opt is not None
     step = json.loads(str(state["trainer"]))["step"] if isinstance(state["trainer"], str) \
         else state["trainer"]["step"]
-    assert main(["train", "--resume", str(ckpt), "--steps", str(step + 3), "--quiet"]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--steps", str(step + 3), "--quiet"]) == 0
     assert not list(out.glob(".*.tmp")) and not (out / "train.lock").exists()
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert max(r["step"] for r in records) == step + 3

@@ -8,7 +8,7 @@ import pytest
 
 import scratchformer as sf
 from scratchformer.data.tasks import get_task
-from scratchformer.training.recipes import Seq2SeqEvaluator, task_model_config, train_task
+from scratchformer.training.recipes import Seq2SeqEvaluator, TaskTrainConfig, train_task
 from scratchformer.training.trainer import (TrainConfig, Trainer, TrainingDiverged, lm_step,
                                             make_schedule, seq2seq_step)
 
@@ -273,16 +273,17 @@ def test_plain_progress_when_tqdm_is_missing(tiny_model, monkeypatch, capsys):
 
 def test_task_model_config_fits_the_task():
     task = get_task("dates", held_out_size=10)
-    cfg = task_model_config(task, d_model=32, layers=1)
+    cfg = TaskTrainConfig(task="dates", d_model=32, n_layers=1).model_config(task)
     assert cfg.src_vocab_size == task.vocab_size and cfg.n_encoder_layers == 1
     assert cfg.max_len >= task.max_src_len
+    assert cfg.n_heads == 4 and cfg.d_ff == 256  # the rest: the dates preset
 
 
 def test_train_task_reaches_its_target_on_a_small_copy_task():
-    trainer, result, final, task = train_task(
-        "copy", progress=False, task_options={"max_len": 3, "num_symbols": 4,
-                                              "held_out_size": 5},
-        model_overrides={"d_model": 32, "d_ff": 64, "layers": 1}, steps=400, lr=1e-2,
-        eval_every=25, target=1.0)
+    result = train_task(TaskTrainConfig(
+        task="copy", progress=False, max_len=3, num_symbols=4, held_out_size=5, d_model=32,
+        d_ff=64, n_layers=1, steps=400, lr=1e-2, eval_every=25, target=1.0))
+    final = result.metrics
     assert result.stop_reason == "target", final
     assert final["exact_match"] == 1.0 and final["n"] == 5
+    assert result.out is None and result.extras["task"].name == "copy"

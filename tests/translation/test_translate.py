@@ -262,7 +262,7 @@ def test_translate_command_rejects_a_foreign_checkpoint(tmp_path, capsys):
     assert "no tokenizer" in err and len(err.strip().splitlines()) == 1
 
 
-def test_register_adds_both_commands_to_a_parser():
+def test_register_adds_both_commands_to_a_parser(tmp_path, capsys):
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -271,15 +271,13 @@ def test_register_adds_both_commands_to_a_parser():
     assert args.func is cli.translate.translate_command and args.beam == 5
     args = parser.parse_args(["translate-train", "--corpus", "bible-en-es"])
     assert args.func is cli.translate.train_command and args.pairs is None
-
-
-def test_corpus_and_pairs_together_are_refused_before_any_work(tmp_path, capsys):
+    # both (or neither) data sources: refused by the config, in flag words, before any file
     out = tmp_path / "run"
-    assert cli.main(["translate-train", "--corpus", "bible-en-es", "--pairs", FIXTURE,
-                     "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "--corpus" in err and "--pairs" in err and len(err.strip().splitlines()) == 1
-    assert not out.exists()
+    for data in (["--corpus", "bible-en-es", "--pairs", FIXTURE], []):
+        assert cli.main(["translate-train", *data, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "give one of --corpus bible-en-es or --pairs FILE" in err
+        assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_main_cli_loads_the_translate_plugin(tmp_path, capsys):
