@@ -60,7 +60,8 @@ FILE_WORDS = {"safetensors", "npz", "jsonl", "json", "png", "html", "lock", "tmp
 VARIABLES = {"loss", "model", "opt", "result", "trainer", "cfg", "state", "batch", "data"}
 # Other libraries' names, looked up there (``nn.MultiheadAttention``, ``np.add.reduceat``).
 OUTSIDE = {"np": "numpy", "torch": "torch", "nn": "torch.nn", "F": "torch.nn.functional",
-           "time": "time", "os": "os", "struct": "struct", "zlib": "zlib"}
+           "time": "time", "os": "os", "struct": "struct", "zlib": "zlib",
+           "transformers": "transformers"}
 # Names the docs mention that live nowhere to be imported: a SWORD module's .conf key, a
 # torch attribute made per instance, a folder of nanoGPT's, a helper the docs say is absent,
 # the activation's name in prose.

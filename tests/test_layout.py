@@ -32,6 +32,7 @@ ALLOWED = {
 LAZY = {
     "scratchformer.training.translation": {"translation"},
     "scratchformer.training.torch_run": {"torch_port"},
+    "scratchformer.training.lm": {"interop"},  # fine-tuning GPT-2 (init_from): its loader
 }
 
 

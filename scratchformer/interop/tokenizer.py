@@ -69,6 +69,16 @@ class HFTokenizer:
         return f"HFTokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"
 
 
+def tokenizer_from_json(text: str, where="tokenizer.json") -> HFTokenizer:
+    """An ``HFTokenizer`` from the text of a tokenizer.json (e.g. kept in a checkpoint)."""
+    try:
+        return HFTokenizer(_tokenizers().Tokenizer.from_str(text), Path(where))
+    except ImportError:
+        raise
+    except Exception as e:  # the library raises its own Exception subclasses
+        raise ValueError(f"{where}: not a readable tokenizer ({str(e).splitlines()[0][:200]})") from None
+
+
 def load_hf_tokenizer(path, vocab_size: int | None = None) -> HFTokenizer:
     """GPT-2's tokenizer from a folder (``tokenizer.json``, else ``vocab.json`` + ``merges.txt``)
     or from one of those files. ``vocab_size``: the model's, checked (``check_vocab``).

@@ -101,9 +101,9 @@ def tokenizer_from_state(state: dict, path="checkpoint"):
     """The tokenizer a ``gpt train`` checkpoint stores: ``tokenizer`` (characters, JSON) or
     ``hf_tokenizer`` (GPT-2's tokenizer.json, read with the ``tokenizers`` library)."""
     if "hf_tokenizer" in state:
-        from ..interop.tokenizer import HFTokenizer, _tokenizers
+        from ..interop.tokenizer import tokenizer_from_json
 
-        return HFTokenizer(_tokenizers().Tokenizer.from_str(state["hf_tokenizer"]), path)
+        return tokenizer_from_json(state["hf_tokenizer"], path)
     if "tokenizer" not in state:
         raise ValueError(f"{path} has no 'tokenizer' in its state: not written by 'gpt train'")
     return CharTokenizer.from_json(state["tokenizer"])
