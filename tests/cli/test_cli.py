@@ -27,8 +27,9 @@ def trained(tmp_path_factory):
 def test_train_writes_checkpoint_and_metrics(trained, capsys):
     assert (trained / "checkpoint.safetensors").exists()
     records = [json.loads(s) for s in (trained / "metrics.jsonl").read_text().splitlines()]
-    assert {r["kind"] for r in records} == {"train", "eval"}
+    assert {r["kind"] for r in records} == {"train", "eval", "monitor", "grads"}
     assert max(r["step"] for r in records) == 20
+    assert (trained / "snapshots.safetensors").exists()  # every run is watched (report)
 
 
 def test_train_prints_the_exact_match_line(tmp_path, capsys):

@@ -193,7 +193,9 @@ def _typed(action) -> st.SearchStrategy:
                common.probability: st.floats(0, 1, exclude_max=True),
                common.unit_interval: st.floats(0, 1),
                common.positive_float: st.floats(0, exclude_min=True, allow_infinity=False),
-               common.non_negative_float: st.floats(0, allow_infinity=False)}[action.type]
+               common.non_negative_float: st.floats(0, allow_infinity=False),
+               # --init-from: a folder that is not a GPT-2 folder, or none at all
+               common.path_arg: st.sampled_from([".", "no/such/folder"])}[action.type]
     if action.nargs == "*":
         return st.lists(one.map(repr), max_size=2).map(lambda vs: [flag, *vs])
     count = action.nargs if isinstance(action.nargs, int) else 1

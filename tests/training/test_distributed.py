@@ -209,7 +209,8 @@ def test_torchrun_two_processes_train_through_the_command_line(tmp_path):
     assert r.stdout.count("exact match:") == 1  # rank 0 reports, rank 1 stays quiet
     model, _, state = load(out / "checkpoint.safetensors")
     assert state["trainer"]["step"] == 6
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors", "metrics.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors", "metrics.jsonl",
+                                                     "snapshots.json", "snapshots.safetensors"]
 
 
 def test_torchrun_two_processes_train_the_gpt_and_resume(tmp_path):
@@ -247,8 +248,10 @@ def test_torchrun_two_processes_translate_write_once_resume_and_score_once(tmp_p
     state = run(out, "--resume", "--steps", "6")[2]
     assert state["trainer"]["step"] == 6
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors", "metrics.jsonl",
-                                                     "results.json"]
+                                                     "results.json", "snapshots.json",
+                                                     "snapshots.safetensors"]
     assert json.loads((out / "results.json").read_text())["step"] == 6
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["kind"], r["step"]) for r in records] == [  # each once: rank 1 wrote nothing
-        ("eval", 3), ("train", 4), ("eval", 4), ("train", 6), ("eval", 6)]
+    assert [(r["kind"], r["step"]) for r in records if r["kind"] in ("train", "eval")] == [
+        ("eval", 3), ("train", 4), ("eval", 4), ("train", 6), ("eval", 6)]  # each once:
+    assert [r["step"] for r in records if r["kind"] == "monitor"] == [0, 4]  # rank 1 wrote nothing

@@ -159,14 +159,20 @@ def test_a_new_run_refuses_another_runs_directory_and_changes_nothing(tmp_path):
     assert snapshot(tmp_path) == before
 
 
-def test_force_erases_the_other_runs_checkpoint_and_metrics(tmp_path):
+def test_force_keeps_the_other_run_whole_until_the_new_runs_first_step(tmp_path):
     out = a_run(tmp_path / "run")
     (out / "checkpoint.npz").write_bytes(b"PK\x03\x04")
     (out / "notes.txt").write_text("not a run file")
+    for name in ("snapshots.json", "results.json", "report.html"):
+        (out / name).write_text("{}")
+    before = sorted(os.listdir(out))
     with rundir.open_run(out, force=True) as opened:
         assert opened == str(out)
-        assert sorted(os.listdir(out)) == ["notes.txt", "train.lock"]  # no stale checkpoint
-    assert sorted(os.listdir(out)) == ["notes.txt"]
+        assert sorted(os.listdir(out)) == sorted([*before, "train.lock"])  # a refused build erases nothing
+        rundir.start_fresh(out)  # what the loop does at its first step
+        assert sorted(os.listdir(out)) == ["metrics.jsonl", "notes.txt", "train.lock"]
+        assert (out / "metrics.jsonl").read_text() == ""  # no stale checkpoint or output
+    assert sorted(os.listdir(out)) == ["metrics.jsonl", "notes.txt"]
 
 
 def test_resume_keeps_the_run_and_force_with_resume_is_refused(tmp_path):

@@ -47,7 +47,10 @@ def snapshot(root) -> dict:
 
 def fake_training(out: str, run: int, start: int, steps: int, interrupt_at: int | None = None):
     """Per step: a metrics record, then a checkpoint of the tiny model tagged with the run;
-    Ctrl-C (KeyboardInterrupt) right after step ``interrupt_at``'s checkpoint."""
+    Ctrl-C (KeyboardInterrupt) right after step ``interrupt_at``'s checkpoint. A new run
+    (start 0) begins as the Trainer's loop does: ``rundir.start_fresh`` at its first step."""
+    if start == 0:
+        rundir.start_fresh(out)
     for step in range(start + 1, start + steps + 1):
         # O_NONBLOCK: were a FIFO let through, opening it fails instead of hanging the test
         fd = os.open(os.path.join(out, "metrics.jsonl"),
