@@ -2,7 +2,7 @@
 random weights (nothing downloaded): the tiny suite's checks at real scale.
 
 Marked slow (minutes on 2 cores, about 4 GB): ``pytest tests/interop/test_hf_gpt2_small.py
---run-slow -s`` prints the figures.
+-s`` prints the figures.
 """
 
 from __future__ import annotations
