@@ -69,7 +69,7 @@ BAD_FLAGS = [  # (command, flag, value or values, what the message says)
     ("gpt train", "--betas", ("0.9", "1"), "[0, 1)"),
     ("gpt train", "--eval-batches", "-3", "integer >= 0"),
     ("gpt train", "--threads", "0", "integer in [1,"),
-    ("gpt train", "--target-loss", "0", "finite number > 0"),
+    ("gpt train", "--target-loss", "-1", "finite number >= 0"),
     ("gpt train", "--sample-tokens", "-1", "integer >= 0"),
     ("gpt train", "--out", "", "non-empty path"),
     ("gpt sample", "--tokens", "-5", "integer >= 0"),

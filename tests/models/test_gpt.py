@@ -355,7 +355,7 @@ We know't, we know't.
 
 TINY = dict(n_layers=1, n_heads=2, d_model=16, d_ff=32, block_size=16, batch_size=8, lr=1e-2,
             min_lr_ratio=0.1, warmup=5, eval_batches=2, eval_every=20, checkpoint_every=0,
-            progress=False, seed=3)
+            progress=False, seed=3, optimizer="adamw", eval_train=True)
 
 
 def test_gpt_training_smoke_loss_falls_and_checkpoint_samples(tmp_path, capsys):
