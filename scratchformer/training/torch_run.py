@@ -102,11 +102,20 @@ class _TorchKind(Kind):
         return TorchTrainer(cfg, state, owner=parallel is None or parallel.is_main)
 
     def monitor(self, cfg, job):
-        """Gradient statistics of the torch model; snapshots run on its NumPy twin."""
+        """Gradient statistics of the torch model; the attention snapshots run on its NumPy
+        twin (``to_numpy``): a task's first held-out pair, or the validation text's first
+        block for a corpus — the probes of the NumPy runs."""
         from ..torch_port.convert import to_numpy
-        from .monitor import TrainingMonitor
+        from .monitor import TrainingMonitor, monitor_for_gpt, monitor_for_task
 
-        return TrainingMonitor(job.model, None, every=cfg.monitor_every, model_view=to_numpy)
+        kw = {"every": cfg.monitor_every, "model_view": to_numpy}
+        if not cfg.snapshots:
+            return TrainingMonitor(job.model, None, **kw)
+        if cfg.task:
+            return monitor_for_task(job.data.task, job.model, **kw)
+        tok = job.data.tok
+        prompt = tok.decode(job.data.val[:cfg.block_size].astype("int64"))
+        return monitor_for_gpt(tok, job.model, prompt, **kw)
 
     def finish(self, cfg, job, result, t0) -> RunResult:
         import time
