@@ -80,7 +80,8 @@ def test_two_process_ddp_equals_single_process_on_the_global_batch(tmp_path):
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, r0[k])
     assert sorted(os.listdir(tmp_path)) == ["ddp", "rank0.npz", "rank1.npz"]
-    assert sorted(os.listdir(run)) == ["checkpoint.safetensors", "metrics.jsonl"]  # lock gone
+    assert sorted(os.listdir(run)) == ["checkpoint.safetensors", "metrics.jsonl",  # lock gone
+                                       "snapshots.json", "snapshots.safetensors"]
 
 
 def _config():
