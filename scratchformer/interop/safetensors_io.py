@@ -20,6 +20,7 @@ Errors are ``ValueError``s that start with the file's path; a missing file is a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -138,16 +139,33 @@ def write_safetensors(path, specs: list[tuple[str, tuple[int, ...]]],
         offset += nbytes
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
     head += b" " * (-len(head) % 8)  # the data starts 8-byte aligned
+    with _atomic(path, "wb") as f:
+        f.write(struct.pack("<Q", len(head)))
+        f.write(head)
+        for name, shape in specs:
+            a = np.ascontiguousarray(produce(name), dtype="<f4")
+            if a.shape != tuple(shape):
+                raise ValueError(f"{name}: produced shape {a.shape}, declared {tuple(shape)}")
+            f.write(memoryview(a.reshape(-1).view(np.uint8)))
+    return path
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """``text`` into ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    with _atomic(path, "w") as f:
+        f.write(text)
+    return path
+
+
+@contextlib.contextmanager
+def _atomic(path: Path, mode: str):
+    """A file opened in ``mode`` on a temporary name next to ``path``: flushed, fsync'd and
+    renamed over ``path`` when the block ends, removed if it raises (never half a file)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(struct.pack("<Q", len(head)))
-            f.write(head)
-            for name, shape in specs:
-                a = np.ascontiguousarray(produce(name), dtype="<f4")
-                if a.shape != tuple(shape):
-                    raise ValueError(f"{name}: produced shape {a.shape}, declared {tuple(shape)}")
-                f.write(memoryview(a.reshape(-1).view(np.uint8)))
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
@@ -158,24 +176,3 @@ def write_safetensors(path, specs: list[tuple[str, tuple[int, ...]]],
         except FileNotFoundError:
             pass
         raise
-    return path
-
-
-def write_text_atomic(path, text: str) -> Path:
-    """``text`` into ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
