@@ -14,6 +14,13 @@ from scratchformer.cli import common, main
 
 from cli_runs import argv_for, one_line_error
 
+@pytest.fixture(autouse=True)
+def _in_a_temporary_folder(tmp_path, monkeypatch):
+    """The base command lines write to relative paths ("unused", "a.png"): should a case ever
+    run instead of failing, its files land in the test's own folder, not the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 # every command with a valid base command line; the flag under test comes last (wins)
 BASE = {
     "train": ["train", "--task", "copy", "--out", "unused"],
