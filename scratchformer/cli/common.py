@@ -294,7 +294,8 @@ def config_from_args(cls, args, **fixed):
 
 def as_flags(message: str, names) -> str:
     """A library message in the command line's words: ``steps=3`` → ``--steps 3``,
-    ``resume=True`` → ``--resume``, a leading ``lr must`` → ``--lr must``."""
+    ``resume=True`` → ``--resume``, a leading ``lr must`` → ``--lr must``, ``d_model (30)`` →
+    ``--d-model (30)`` (field names with an underscore only: plain words stay words)."""
     def sub(m):
         name, value = m.group(1), m.group(2)
         if name not in names and name not in ("force", "resume", "out"):
@@ -310,7 +311,10 @@ def as_flags(message: str, names) -> str:
     first = message.split(" ", 1)[0]
     if first in names:
         message = "--" + first.replace("_", "-") + message[len(first):]
-    return message
+    # "d_model (30) must be divisible by n_heads (4)": a field named beside its value
+    return re.sub(r"(?<![-\w])([a-z][a-z0-9_]*) \(",
+                  lambda m: ("--" + m.group(1).replace("_", "-") if m.group(1) in names
+                             and "_" in m.group(1) else m.group(1)) + " (", message)
 
 
 def run_command(entry, cfg, names=()) -> object:

@@ -353,6 +353,7 @@ def open_run(out_dir, *, resume: bool = False, force: bool = False):
     out_dir = os.fspath(out_dir) or "."
     if resume:
         resume_checkpoint(out_dir)  # before anything is created
+    created = not os.path.lexists(out_dir)
     out_dir = check_writable_dir(out_dir)
     check_run_files(out_dir)
     metrics = os.path.join(out_dir, METRICS)
@@ -360,12 +361,17 @@ def open_run(out_dir, *, resume: bool = False, force: bool = False):
         raise RunDirError(f"{metrics} is not writable (permission denied): a resumed run appends to it")
     if not resume:
         check_new_run(out_dir, force)
-    with RunLock(os.path.join(out_dir, LOCK_NAME)):
-        for tmp in remove_stale_temps(out_dir):
-            warn(f"removed {tmp}, left by an interrupted checkpoint save")
-        if resume:
-            repair_metrics(metrics)
-        yield out_dir
+    try:
+        with RunLock(os.path.join(out_dir, LOCK_NAME)):
+            for tmp in remove_stale_temps(out_dir):
+                warn(f"removed {tmp}, left by an interrupted checkpoint save")
+            if resume:
+                repair_metrics(metrics)
+            yield out_dir
+    except BaseException:
+        if created and not os.listdir(out_dir):  # refused before its first file: leave no trace
+            os.rmdir(out_dir)
+        raise
 
 
 RUN_OUTPUTS = ("snapshots.safetensors", "snapshots.json", "results.json", "report.html")

@@ -12,10 +12,10 @@ flat dataclass whose field names are the only names — the same ``n_heads`` in 
 ``--n-heads`` on the command line, ``n_heads`` in the docs and in the checkpoint. ``run``
 below is the part every kind shares:
 
+    cfg = resumed(cfg, checkpoint)               resume=True: the checkpoint's settings
     with pool.threads(cfg.threads):              the thread count, owned for the whole run
         check optional packages                  before any work (sacrebleu, torch, tqdm ...)
         with open_run(cfg.out, ...):             run directory checked, locked (rundir.py)
-            cfg = resumed(cfg, checkpoint)       resume=True: the checkpoint's settings
             job = kind.build(cfg, state)         data, model, optimizer, schedule, Trainer
             trainer.resume(checkpoint)           bit for bit
             fit → kind.finish(job, result)       final evaluation, scores, files
@@ -238,6 +238,11 @@ def run(cfg: RunConfig, kind: Kind) -> RunResult:
     from .rundir import open_run, resume_checkpoint
 
     t0 = time.perf_counter()
+    ckpt = state = None
+    if cfg.resume:  # the checkpoint's settings first: they decide threads and packages too
+        ckpt = resume_checkpoint(cfg.out)  # checks only, creates nothing
+        state = load(ckpt)[2]
+        cfg = resumed_config(cfg, state, ckpt)
     with pool.threads(cfg.threads):
         kind.needs(cfg)
         parallel = kind.parallel()
@@ -245,11 +250,6 @@ def run(cfg: RunConfig, kind: Kind) -> RunResult:
         place = (open_run(cfg.out, resume=cfg.resume, force=cfg.force)
                  if cfg.out is not None and owner else contextlib.nullcontext(cfg.out))
         with place:
-            ckpt = state = None
-            if cfg.resume:
-                ckpt = resume_checkpoint(cfg.out)
-                state = load(ckpt)[2]
-                cfg = resumed_config(cfg, state, ckpt)
             job = kind.build(cfg, parallel, state)
             if cfg.out is not None and owner and cfg.monitor_every:
                 job.trainer.monitors.append(kind.monitor(cfg, job))

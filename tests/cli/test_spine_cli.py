@@ -157,3 +157,11 @@ def test_every_example_in_the_help_is_a_valid_command_line(name):
         except SystemExit:
             raise AssertionError(f"{name or 'scratchformer'} --help: invalid example "
                                  f"{' '.join(words)!r}") from None
+
+
+def test_a_command_refused_while_building_leaves_no_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--task", "copy", "--d-model", "30", "--n-heads", "4",
+                 "--out", str(out)]) == 2
+    assert "--d-model (30) must be divisible by --n-heads (4)" in capsys.readouterr().err
+    assert not out.exists()

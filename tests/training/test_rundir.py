@@ -380,3 +380,17 @@ def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
     assert not list(out.glob(".*.tmp")) and not (out / "train.lock").exists()
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert max(r["step"] for r in records) == step + 3
+
+
+def test_a_run_refused_before_its_first_file_leaves_no_new_directory(tmp_path):
+    fresh = tmp_path / "new" / "run"
+    with pytest.raises(ValueError, match="built badly"):
+        with rundir.open_run(fresh):
+            raise ValueError("built badly")
+    assert not fresh.exists()  # created by open_run, emptied by the lock's release: removed
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(ValueError):
+        with rundir.open_run(kept):
+            raise ValueError("built badly")
+    assert kept.is_dir()  # the user's own directory stays
