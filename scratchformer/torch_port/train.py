@@ -338,15 +338,9 @@ class TorchTrainer:
         self.data.rng.bit_generator.state = ts["data_rng"]
         torch.set_rng_state(torch.tensor(ts["torch_rng"], dtype=torch.uint8))
         if self.out_dir:  # drop what an interrupted run logged after its checkpoint
-            from ..training.rundir import repair_metrics
+            from ..training.rundir import drop_records_after
 
-            metrics = os.path.join(self.out_dir, "metrics.jsonl")
-            repair_metrics(metrics)
-            if os.path.exists(metrics):
-                with open(metrics, encoding="utf-8") as f:
-                    keep = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
-                with open(metrics, "w", encoding="utf-8") as f:
-                    f.writelines(keep)
+            drop_records_after(os.path.join(self.out_dir, "metrics.jsonl"), self.step)
 
 
 def numpy_optimizer(opt, model, np_model) -> AdamW:

@@ -374,6 +374,20 @@ def open_run(out_dir, *, resume: bool = False, force: bool = False):
         raise
 
 
+def drop_records_after(path, step: int) -> None:
+    """A resumed run's metrics.jsonl without what its interrupted predecessor logged after
+    the checkpoint's ``step`` (a torn last line cut off first): the log continues exactly
+    where the weights do. No file: nothing to do."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return
+    repair_metrics(path)
+    with open(path, encoding="utf-8") as f:
+        lines = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(lines)
+
+
 RUN_OUTPUTS = ("snapshots.safetensors", "snapshots.json", "results.json", "report.html")
 
 

@@ -57,7 +57,7 @@ from .checkpoint import load, save
 from .muon import MuonAdamW
 from .optim import SGD, Adam, AdamW, clip_grad_norm
 from .progress import Progress, format_metrics
-from .rundir import repair_metrics, start_fresh
+from .rundir import drop_records_after, start_fresh
 from .schedules import ConstantLR, NoamSchedule, WarmupCosine
 
 
@@ -144,10 +144,10 @@ class TrainConfig:
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
         for name in ("steps", "batch_size"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         for name in ("warmup", "eval_every", "checkpoint_every", "seed"):
-            _check_int(name, getattr(self, name), 0)
-        _check_int("log_every", self.log_every, 1)
+            check_int(name, getattr(self, name), 0)
+        check_int("log_every", self.log_every, 1)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if self.schedule not in SCHEDULES:
@@ -190,10 +190,6 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def _check_int(name, value, low):
-    check_int(name, value, low)
 
 
 OPTIMIZERS = {"adam": Adam, "adamw": AdamW, "sgd": SGD, "muon": MuonAdamW}
@@ -460,16 +456,6 @@ class Trainer:
             with open(os.path.join(self.out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec, allow_nan=True) + "\n")
 
-    def _rewrite_metrics(self, keep: Callable[[dict], bool]):
-        path = os.path.join(self.out_dir, "metrics.jsonl")
-        if not os.path.exists(path):
-            return
-        repair_metrics(path)  # a run killed mid-write leaves a torn last line
-        with open(path, encoding="utf-8") as f:
-            lines = [line for line in f if line.strip() and keep(json.loads(line))]
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(lines)
-
     # -- checkpoints
     def state(self) -> dict:
         """Everything besides weights and optimizer moments that a resume needs (JSON-able)."""
@@ -504,7 +490,7 @@ class Trainer:
         self.last_eval = ts.get("last_eval", {})  # saved again as is; not measured by us
         self.last_eval_step = None
         if self.out_dir:  # drop what an interrupted run logged after its last checkpoint
-            self._rewrite_metrics(lambda rec: rec.get("step", 0) <= self.step)
+            drop_records_after(os.path.join(self.out_dir, "metrics.jsonl"), self.step)
         return state
 
 
