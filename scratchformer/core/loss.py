@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.rows import rowsum
+from ..kernels import rows
 from .checks import check_real
 
 
@@ -24,7 +24,7 @@ class CrossEntropyLoss:
     def __init__(self, ignore_index: int | None = None, label_smoothing: float = 0.0):
         self.label_smoothing = check_real("label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
         self.ignore_index = ignore_index
-        self._saved = None
+        self._saved = self._grad = None
 
     def __call__(self, logits: np.ndarray, targets: np.ndarray) -> float:
         return self.forward(logits, targets)
@@ -32,18 +32,20 @@ class CrossEntropyLoss:
     def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
         logits, y, valid, n = self._check(logits, targets)  # (N, V), (N,), (N,), count
         V = logits.shape[-1]
-        shifted = logits - logits.max(axis=-1, keepdims=True)  # (N, V)
-        e = np.exp(shifted)  # (N, V), kept: softmax = e / Z for the backward
-        Z = rowsum(e)  # (N, 1)
-        log_z = np.log(Z)
         y_safe = np.where(valid, y, 0)
-        nll = log_z[:, 0] - shifted[np.arange(y.size), y_safe]  # -log p_y     (N,)
+        # e = exp(logits - max) (N, V), kept: softmax = e / Z for the backward; per row
+        # Z = Σ e, the target's shifted logit and Σ shifted (kernels.rows.cross_entropy)
+        e, stats = rows.cross_entropy(logits, y_safe)
+        Z, shifted_y, shifted_sum = stats.T
+        log_z = np.log(Z)
+        nll = log_z - shifted_y  # -log p_y     (N,)
         eps = self.label_smoothing
         per_pos = (1.0 - eps) * nll
         if eps > 0:  # -mean_v log p_v = log Z - mean_v shifted_v
-            per_pos = per_pos + eps * (log_z[:, 0] - rowsum(shifted)[:, 0] / V)
+            per_pos = per_pos + eps * (log_z - shifted_sum / V)
         loss = float(per_pos[valid].sum() / n)
         self._saved = (e, Z, y_safe, valid, n, np.shape(targets) + (V,))
+        self._grad = None
         return loss
 
     def _check(self, logits, targets):
@@ -68,14 +70,15 @@ class CrossEntropyLoss:
         return logits.reshape(-1, V), y, valid, n
 
     def backward(self) -> np.ndarray:
-        """dL/dlogits = (softmax - q) / n on valid positions, zero elsewhere."""
+        """dL/dlogits = (softmax - q) / n on valid positions, zero elsewhere.
+
+        Written over the forward's e (no new (N, V) array): calling it again before the next
+        forward returns the same array."""
         if self._saved is None:
             raise RuntimeError("backward() needs a preceding loss computation")
-        e, Z, y, valid, n, shape = self._saved
-        V = shape[-1]
-        g = e / Z  # softmax (N, V)
-        g[np.arange(y.size), y] -= 1.0 - self.label_smoothing
-        if self.label_smoothing > 0:
-            g -= self.label_smoothing / V
-        g *= valid[:, None] * (1.0 / n)
-        return g.reshape(shape)
+        if self._grad is None:
+            e, Z, y, valid, n, shape = self._saved
+            scale = valid * (1.0 / n)  # (N,): 1/n on counted positions, 0 on ignored ones
+            g = rows.cross_entropy_backward(e, y, scale, Z, self.label_smoothing, out=e)
+            self._grad = g.reshape(shape)
+        return self._grad

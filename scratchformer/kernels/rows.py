@@ -7,7 +7,8 @@ of a Transformer (megabytes each) that memory traffic, not arithmetic, is the co
 enough (~256 KB an array) to stay in the CPU's L2 cache, so memory is touched about once.
 
 The core calls the array-in, array-out functions (``masked_softmax``, ``softmax_backward``,
-``gelu``, ``gelu_with_grad``, ``layernorm``, ``layernorm_backward``): each allocates its
+``gelu``, ``gelu_with_grad``, ``layernorm``, ``layernorm_backward``, ``cross_entropy``,
+``cross_entropy_backward``): each allocates its
 outputs and runs its ``*_rows`` kernel over the rows. Each computes the formula of the
 function in ``core.functional`` (or the layer in ``core.layers``) that calls it;
 ``tests/kernels`` hold every kernel equal to that plain formula. Exactness: a kernel only ever combines numbers within one row, so a
@@ -223,3 +224,47 @@ def layernorm_backward(g: np.ndarray, xhat: np.ndarray, rstd: np.ndarray, weight
     dx, gxhat = np.empty_like(xhat), np.empty_like(xhat)
     map_rows(layernorm_backward_rows, g, xhat, rstd, weight, dx, gxhat)
     return dx, colsum(gxhat), colsum(g)
+
+
+# ---- cross-entropy ---------------------------------------------------------------------------
+def cross_entropy_rows(x, y, e, stats) -> None:
+    """Cross-entropy's forward on a block of logits x (N, V) with targets y (N,).
+
+    Fills e = exp(x - max) (N, V), kept for the backward, and per row (stats, (N, 3)):
+    Z = Σ_v e_v, the shifted logit of the target x_y - max, and Σ_v (x_v - max).
+    """
+    m = np.fmax.reduce(x, axis=-1, keepdims=True)  # row max
+    np.subtract(x, m, out=e)  # shifted logits
+    stats[:, 1] = e[np.arange(e.shape[0]), y]
+    stats[:, 2] = np.einsum("nv->n", e)
+    np.exp(e, out=e)
+    stats[:, 0] = np.einsum("nv->n", e)
+
+
+def cross_entropy_backward_rows(e, y, scale, z, eps, g) -> None:
+    """dlogits = (e / Z - q)·scale on a block of rows, written into g (which may be e):
+    q = (1 - eps)·onehot(y) + eps / V, scale (N,) = 1/n on counted rows and 0 on ignored ones."""
+    r = (scale / z)[:, None]  # (N, 1)
+    np.multiply(e, r.astype(e.dtype, copy=False), out=g)  # softmax · scale
+    rows = np.arange(g.shape[0])
+    g[rows, y] -= ((1.0 - eps) * scale).astype(g.dtype, copy=False)
+    if eps > 0:
+        g -= (eps / g.shape[1] * scale)[:, None].astype(g.dtype, copy=False)
+
+
+def cross_entropy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(e, stats) of ``cross_entropy_rows`` for logits x (N, V) and targets y (N,), by blocks
+    of rows; stats (N, 3) in float64: Z, x_y - max, Σ_v (x_v - max)."""
+    e = np.empty(x.shape, x.dtype)
+    stats = np.empty((x.shape[0], 3), np.float64)
+    map_rows(cross_entropy_rows, x, y, e, stats)
+    return e, stats
+
+
+def cross_entropy_backward(e: np.ndarray, y: np.ndarray, scale: np.ndarray, z: np.ndarray,
+                           eps: float, out: np.ndarray | None = None) -> np.ndarray:
+    """dlogits (N, V) from ``cross_entropy``'s e and Z (``cross_entropy_backward_rows``), by
+    blocks of rows; ``out`` may be e itself (no new (N, V) array)."""
+    out = np.empty_like(e) if out is None else out
+    map_rows(cross_entropy_backward_rows, e, y, scale, z, eps, out)
+    return out

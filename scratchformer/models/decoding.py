@@ -243,13 +243,42 @@ def _rank(scores: np.ndarray, logp: np.ndarray, C: int) -> tuple[np.ndarray, np.
     """
     N, K = scores.shape
     cand = (scores[:, :, None] + logp.reshape(N, K, -1)).reshape(N, -1)  # (N, K·V)
-    if C < cand.shape[1]:  # the C best, unordered
-        top = np.argpartition(-cand, C - 1, axis=1)[:, :C]
-    else:
+    if C >= cand.shape[1]:  # every extension is kept
         top = np.broadcast_to(np.arange(cand.shape[1]), cand.shape)
-    top_s = np.take_along_axis(cand, top, axis=1)
+        top_s = cand
+    else:
+        top, top_s = _best_candidates(cand, C)
     order = np.lexsort((top, -top_s), axis=1)  # score descending, then index ascending
-    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_s, order, axis=1)
+    return (np.take_along_axis(top, order, axis=1)[:, :C],
+            np.take_along_axis(top_s, order, axis=1)[:, :C])
+
+
+def _best_candidates(cand: np.ndarray, C: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores (N, M ≥ C) of a few entries of each row of cand (N, n) that
+    include its C best (ties included), unordered; the caller sorts and keeps C.
+
+    A threshold, not a full selection: the row is cut into chunks, each chunk's maximum
+    is an entry of the row, so the C-th largest of those maxima, τ, is at most the row's
+    C-th largest, and every entry ≥ τ is a candidate — a handful per row instead of a
+    partition of all K·V (the one pass that remains is the chunk maxima).
+    """
+    N, n = cand.shape
+    chunk = max(1, n // max(64, 4 * C))
+    maxima = np.maximum.reduceat(cand, np.arange(0, n, chunk), axis=1)  # (N, ⌈n/chunk⌉)
+    if maxima.shape[1] < C:  # too few chunks for a threshold: take every entry
+        tau = np.full(N, -np.inf)
+    else:
+        tau = -np.partition(-maxima, C - 1, axis=1)[:, C - 1]  # C-th largest maximum
+    rows, cols = np.nonzero(cand >= tau[:, None])  # every row has ≥ C entries ≥ τ
+    counts = np.bincount(rows, minlength=N)
+    M = int(counts.max())
+    # ragged rows → (N, M), padded with -inf scores at index n (sorted after every real entry)
+    slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    top = np.full((N, M), n, dtype=np.int64)
+    top_s = np.full((N, M), -np.inf)
+    top[rows, slot] = cols
+    top_s[rows, slot] = cand[rows, cols]
+    return top, top_s
 
 
 def _finishing(is_eos: np.ndarray, score: np.ndarray, count: np.ndarray, K: int) -> np.ndarray:

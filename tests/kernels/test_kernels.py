@@ -131,6 +131,36 @@ def test_array_kernels_equal_plain_formulas(rng, dtype, tol):
         assert rel_error(sb, s_ref * (g3 - (g3 * s_ref).sum(-1, keepdims=True))) < tol
 
 
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-6)])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_cross_entropy_kernels_equal_plain_formulas(rng, dtype, tol, eps):
+    """rows.cross_entropy / cross_entropy_backward (the loss's kernels) against the plain
+    log-softmax formulas, on logits big enough to be cut into blocks and shared among
+    threads, with ignored rows (scale 0); one thread and two give identical bits."""
+    N, V = 700, 1000  # 2.8 MB in float32: several blocks
+    x = (5 * rng.standard_normal((N, V))).astype(dtype)
+    y = rng.integers(0, V, N)
+    scale = np.where(rng.random(N) < 0.2, 0.0, 1.0 / N)
+    x64 = x.astype(np.float64)
+    shifted = x64 - x64.max(-1, keepdims=True)
+    z = np.exp(shifted).sum(-1)
+    q = np.full((N, V), eps / V)
+    q[np.arange(N), y] += 1 - eps
+    results = []
+    for threads in (1, 2):
+        with pool.threads(threads):
+            e, stats = K.cross_entropy(x, y)
+            g = K.cross_entropy_backward(e.copy(), y, scale, stats[:, 0], eps)
+            results.append((e, stats, g))
+        assert e.dtype == g.dtype == dtype
+        assert rel_error(e, np.exp(shifted)) < tol and rel_error(stats[:, 0], z) < tol
+        assert rel_error(stats[:, 1], shifted[np.arange(N), y]) < tol
+        assert rel_error(stats[:, 2], shifted.sum(-1)) < tol
+        assert rel_error(g, (np.exp(shifted) / z[:, None] - q) * scale[:, None]) < tol
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_map_rows_blocked_and_threaded_equal_one_call(rng):
     x = rng.standard_normal((3000, 257)).astype(np.float32)  # ~3 MB: split into blocks
     whole_y, whole_d = np.empty_like(x), np.empty_like(x)
