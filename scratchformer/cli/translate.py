@@ -50,9 +50,9 @@ def register(subparsers) -> None:
     add_optim_flags(t, C, schedule=False, batch=False)
     for action in t._actions:
         if action.dest == "steps":
-            action.help = ("optimizer steps in all (default: 2400 for the Bible — the "
-                           "documented ~28-minute recipe; for --pairs, 30 passes over the "
-                           "training pairs, within [100, 2400])")
+            action.help = ("optimizer steps in all (default: 4000 for the Bible — the "
+                           "documented ~11-minute recipe; for --pairs, 30 passes over the "
+                           "training pairs, within [100, 4000])")
     e = add_run_flags(t, C, "runs/translate")
     flag(e, C, "eval_decode", "validation pairs translated (greedy) for BLEU at each "
                               "evaluation", type=non_negative_int)

@@ -16,6 +16,7 @@ from cli_runs import (PAIRS, TRAINING_COMMANDS, argv_for, one_line_error, resume
                       trained_steps)
 from scratchformer.cli import build_parser, main
 from scratchformer.training.checkpoint import load
+from scratchformer.training.translation import BIBLE_STEPS
 
 MORE = ["--log-every", "1", "--dropout", "0.1"]  # every loss logged; dropout's RNG restored too
 
@@ -87,7 +88,7 @@ def test_a_missing_optional_package_fails_at_once_with_its_install_line(command,
 
 # ---- translate-train --pairs: its own number of steps -------------------------------------------
 @pytest.mark.parametrize("max_tokens", [None, "64"])
-def test_translate_train_pairs_without_steps_runs_30_passes_within_100_and_2400(
+def test_translate_train_pairs_without_steps_runs_30_passes_within_100_and_the_bible_steps(
         max_tokens, tmp_path, capsys, interrupt_at):
     out = tmp_path / "run"
     argv = ["translate-train", "--pairs", PAIRS, "--vocab-size", "80", "--d-model", "16",
@@ -97,7 +98,7 @@ def test_translate_train_pairs_without_steps_runs_30_passes_within_100_and_2400(
         assert main([*argv, *(["--max-tokens", max_tokens] if max_tokens else [])]) == 130
     m = re.search(r"steps: (\d+) \(30 passes over (\d+) batches", capsys.readouterr().err)
     steps, batches = int(m.group(1)), int(m.group(2))
-    assert steps == min(max(30 * batches, 100), 2400) and steps != 2400
+    assert steps == min(max(30 * batches, 100), BIBLE_STEPS) and steps != BIBLE_STEPS
     assert load(out / "checkpoint.safetensors")[2]["run_config"]["steps"] == steps
 
 
