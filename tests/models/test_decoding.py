@@ -277,3 +277,27 @@ def test_clear_errors_for_bad_arguments(make_model):
         greedy_decode(model, src, 5, eos_id=12)
     with pytest.raises(TypeError, match="encoder–decoder"):
         greedy_decode(object(), src, 5)
+
+
+def test_beam_rank_equals_a_full_sort_ties_to_the_lower_index():
+    """``_rank``'s threshold selection gives exactly the C best of a full sort by (score
+    descending, index ascending): with ties, with beams at -inf (the first step), and with
+    vocabularies too small to cut into chunks."""
+    from scratchformer.models.decoding import _rank
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        N, K, V = int(rng.integers(1, 7)), int(rng.integers(1, 6)), int(rng.integers(2, 400))
+        scores = 3 * rng.standard_normal((N, K))
+        if trial % 3 == 0:
+            scores[:, 1:] = -np.inf  # step one: only beam 0 is alive
+        logp = rng.standard_normal((N * K, V))
+        if trial % 2 == 0:
+            logp = np.round(logp, 1)  # many exact ties
+        C = min(2 * K, K * V)
+        cand = (scores[:, :, None] + logp.reshape(N, K, V)).reshape(N, -1)
+        idx = np.arange(cand.shape[1])
+        want = np.stack([np.lexsort((idx, -row))[:C] for row in cand])
+        flat, score = _rank(scores, logp, C)
+        np.testing.assert_array_equal(flat, want)
+        np.testing.assert_array_equal(score, np.take_along_axis(cand, want, axis=1))
