@@ -247,6 +247,12 @@ def add_optim_flags(p, cls, *, preset: str | None = None, schedule: bool = True,
     return g
 
 
+def add_threads_flag(p) -> None:
+    """--threads: the worker pool's size, the same flag in every command that computes."""
+    p.add_argument("--threads", type=threads, default=None,
+                   help="threads (default: every core, at most 8; 1: one thread)")
+
+
 def add_run_flags(p, cls, out: str, *, evaluation: bool = True):
     """--out --resume --force --threads --no-progress [--eval-every] --checkpoint-every
     --log-every: the run directory and its rules, the same in every training command."""
@@ -259,8 +265,7 @@ def add_run_flags(p, cls, out: str, *, evaluation: bool = True):
                         "and settings (--steps N: up to N steps in all)")
     g.add_argument("--force", action="store_true",
                    help="start a new run in an --out that holds another run (erases it)")
-    g.add_argument("--threads", type=threads, default=None,
-                   help="threads (default: every core, at most 8; 1: one thread)")
+    add_threads_flag(g)
     g.add_argument("--no-progress", action="store_true", help="plain lines, no progress bar")
     if evaluation:
         flag(g, cls, "eval_every", "steps between evaluations, 0 = none", type=non_negative_int)

@@ -20,7 +20,7 @@ import sys
 from ..kernels import pool
 from .common import (CLIError, DefaultsFormatter, Formatter, Parser, add_model_flags,
                      add_optim_flags, add_run_flags, config_from_args, describe, flag, non_negative_float,
-                     non_negative_int, path_arg, positive_float, positive_int, run_command,
+                     non_negative_int, path_arg, positive_int, run_command,
                      user_errors)
 
 

@@ -16,8 +16,9 @@ import time
 from ..data.tasks import TASKS
 from ..kernels import pool
 from .common import (CLIError, Formatter, add_model_flags, add_optim_flags, add_run_flags,
-                     check_beam, config_from_args, describe, flag, non_negative_int, path_arg,
-                     positive_int, run_command, threads, unit_interval, user_errors)
+                     add_threads_flag, check_beam, config_from_args, describe, flag,
+                     non_negative_int, path_arg, positive_int, run_command, unit_interval,
+                     user_errors)
 
 TASK_NAMES = tuple(TASKS)
 
@@ -90,8 +91,7 @@ def _add_eval(sub):
     p.add_argument("--beam", type=positive_int, default=1,
                    help="beam size for exact match (1 = greedy)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    p.add_argument("--threads", type=threads, default=None,
-                   help="threads (default: every core, at most 8; 1: one thread)")
+    add_threads_flag(p)
     p.set_defaults(func=cmd_eval)
 
 

@@ -20,9 +20,9 @@ import sys
 
 from ..kernels import pool
 from .common import (CLIError, DefaultsFormatter, Formatter, add_model_flags, add_optim_flags,
-                     add_run_flags, check_beam, config_from_args, describe, finite_float, flag,
-                     non_negative_int, path_arg, positive_int, probability, run_command, threads,
-                     user_errors)
+                     add_run_flags, add_threads_flag, check_beam, config_from_args, describe,
+                     finite_float, flag, non_negative_int, path_arg, positive_int, probability,
+                     run_command, user_errors)
 
 
 def register(subparsers) -> None:
@@ -78,8 +78,7 @@ def register(subparsers) -> None:
     s.add_argument("--test-limit", type=positive_int, default=None,
                    help="--test: score only the first N test pairs (default: all)")
     s.add_argument("--show-pieces", action="store_true", help="also print the source subwords")
-    s.add_argument("--threads", type=threads, default=None,
-                   help="threads (default: every core, at most 8; 1: one thread)")
+    add_threads_flag(s)
     s.set_defaults(func=translate_command)
 
 

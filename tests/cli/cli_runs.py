@@ -6,12 +6,10 @@
 
 """
 
-import os
 from pathlib import Path
 
 import pytest
 
-from scratchformer.cli import main
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 PAIRS = str(FIXTURES / "translation" / "tiny.tsv")

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from cli_runs import (TRAINING_COMMANDS, argv_for, one_line_error, resume_argv, run_out,

@@ -8,7 +8,6 @@ export → from_pretrained, key spellings and dtypes, every refusal, and the mem
 from __future__ import annotations
 
 import json
-import struct
 import subprocess
 import sys
 import tracemalloc

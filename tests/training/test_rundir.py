@@ -9,7 +9,6 @@ import os
 import random
 import re
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import pytest
 from scratchformer.data.tasks import get_task
 from scratchformer.training import rundir
 from scratchformer.training.trainer import TrainConfig, Trainer, TrainingInterrupted
+
+from on_disk import snapshot
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -78,18 +79,6 @@ def open_refusal(out, **kwargs) -> str:
         with rundir.open_run(out, **kwargs):
             raise AssertionError("the run started")
     return refusal(enter)
-
-
-def snapshot(root) -> dict:
-    """Every path under ``root`` → its bytes, or its kind for what is not a regular file."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            mode = os.lstat(p).st_mode
-            out[os.path.relpath(p, root)] = (Path(p).read_bytes() if stat.S_ISREG(mode)
-                                             else stat.S_IFMT(mode))
-    return out
 
 
 def a_run(out, run="old"):

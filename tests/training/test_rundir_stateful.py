@@ -12,7 +12,6 @@ call changed nothing on disk.
 import json
 import os
 import shutil
-import stat
 import tempfile
 
 import pytest
@@ -25,24 +24,11 @@ from scratchformer import GPT, GPTConfig  # noqa: E402
 from scratchformer.training import rundir  # noqa: E402
 from scratchformer.training.checkpoint import load, save  # noqa: E402
 
+from on_disk import snapshot  # noqa: E402
+
 DIRS = ("a", "b", "deep/c")
 MODES = ({}, {"force": True}, {"resume": True})
 MODEL = GPT(GPTConfig(5, d_model=8, n_heads=2, d_ff=8, n_layers=1, max_len=4))
-
-
-def snapshot(root) -> dict:
-    """Every path under ``root`` → its bytes, or its kind when it is not a regular file."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            mode = os.lstat(p).st_mode
-            if stat.S_ISREG(mode):
-                with open(p, "rb") as f:
-                    out[os.path.relpath(p, root)] = f.read()
-            else:
-                out[os.path.relpath(p, root)] = stat.S_IFMT(mode)
-    return out
 
 
 def fake_training(out: str, run: int, start: int, steps: int, interrupt_at: int | None = None):

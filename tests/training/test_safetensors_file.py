@@ -18,6 +18,8 @@ from scratchformer.training import safetensors_file
 from scratchformer.training.checkpoint import CheckpointError, load, save
 from scratchformer.training.optim import AdamW
 
+from on_disk import expect_refusal, read_header
+
 
 @pytest.fixture(scope="module")
 def make_model(make_transformer):
@@ -29,21 +31,6 @@ def good(tmp_path, make_model):
     model = make_model(seed=7)
     return save(tmp_path / "good.safetensors", model, AdamW(model.parameters(), lr=1e-3),
                 step=5, ids=np.arange(3))
-
-
-def read_header(path) -> dict:
-    data = open(path, "rb").read()
-    n = struct.unpack("<Q", data[:8])[0]
-    return json.loads(data[8:8 + n])
-
-
-def expect_refusal(path, *patterns):
-    with pytest.raises(CheckpointError) as info:
-        load(path)
-    msg = str(info.value)
-    assert str(path) in msg and "\n" not in msg
-    for p in patterns:
-        assert p in msg, msg
 
 
 # ---- a save that fails names the target ----------------------------------------------------

@@ -16,9 +16,8 @@ from headless import console_errors, requests
 import scratchformer as sf
 from scratchformer.cli import main
 from scratchformer.data.chartok import CharTokenizer
-from scratchformer.data.tasks import get_task
 from scratchformer.training.lm import random_blocks
-from scratchformer.training.monitor import monitor_for_gpt, monitor_for_task
+from scratchformer.training.monitor import monitor_for_gpt
 from scratchformer.training.recipes import TaskTrainConfig, train_task
 from scratchformer.training.snapshots import read_snapshots
 from scratchformer.training.trainer import TrainConfig, Trainer

@@ -10,7 +10,7 @@ import pytest
 import scratchformer as sf
 from scratchformer.training.checkpoint import save
 from scratchformer.data.tasks import get_task
-from scratchformer.viz import (AttentionRecord, attention_for_text, attention_name,
+from scratchformer.viz import (attention_for_text, attention_name,
                                collect_attention, load_model_and_task)
 
 matplotlib = pytest.importorskip("matplotlib")
