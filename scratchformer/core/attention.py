@@ -80,10 +80,16 @@ class StackedProjections:
         """The n projections split into heads, (n, B, H, T, Dh): views of one matmul."""
         return qkv.project(self.x2, self.weight, self.bias, B, T, H)
 
-    def backward(self, grads) -> np.ndarray:
-        """Each projection's gradient (B, H, T, Dh), in order → dx2 (N, D); adds into the
-        projections' .grad."""
-        dx2, dw, db = qkv.project_backward(self.x2, self.weight, grads)  # (N, D), (nD, D), (nD,)
+    def grad_buffer(self, B: int, T: int, H: int) -> tuple:
+        """(dy, views): where the attention's backward writes each projection's gradient,
+        views (n, B, H, T, Dh) of one buffer dy (N, nD) (``qkv.head_buffer``)."""
+        D = self.x2.shape[1]
+        return qkv.head_buffer(B, T, len(self.projs), H, D // H, self.x2.dtype)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """The projections' gradients side by side, dy (N, nD) from ``grad_buffer`` → dx2
+        (N, D); adds into the projections' .grad."""
+        dx2, dw, db = qkv.project_backward(self.x2, self.weight, dy)  # (N, D), (nD, D), (nD,)
         D = self.x2.shape[1]
         for i, proj in enumerate(self.projs):
             proj.weight.grad += dw[i * D:(i + 1) * D]
@@ -133,23 +139,28 @@ class MultiHeadAttention(Module):
             k, v, m_proj = self._keys_values(memory, cache)  # each (B, H, Tk, Dh)
         if mask is not None:
             mask = self._check_mask(mask, B, Tq, k.shape[2])
-        o, p = F.attention(q, k, v, mask, self.attn_dropout)  # (B, H, Tq, Dh), (B, H, Tq, Tk)
+        o2 = np.empty((B * Tq, D), dtype=np.result_type(q, v))  # the heads side by side
+        o = qkv.split_heads(o2, B, Tq, 1, self.n_heads)[0]  # (B, H, Tq, Dh) view of it
+        _, p = F.attention(q, k, v, mask, self.attn_dropout, out=o)  # p (B, H, Tq, Tk)
         self.attn = p
         if cache is None:  # remember what backward needs
             self._saved = (x_proj, m_proj, q, k, v, p)
-        o2 = o.transpose(0, 2, 1, 3).reshape(B * Tq, D)  # concat heads: (B·Tq, D)
-        return self.out_proj(o2).reshape(B, Tq, D)
+        return self.out_proj(o2).reshape(B, Tq, D)  # o2: concat(head_1, …, head_H)
 
     def backward(self, g: np.ndarray):
         x_proj, m_proj, q, k, v, p = self._saved
         B, H, Tq, Dh = q.shape
         do2 = self.out_proj.backward(g.reshape(B * Tq, -1))  # (B·Tq, D)
         do = qkv.split_heads(do2, B, Tq, 1, H)[0]  # (B, H, Tq, Dh)
-        dq, dk, dv = F.attention_backward(q, k, v, p, do, self.attn_dropout)
+        # dq, dk, dv are written straight into the buffers the projections' backward reads
+        dy_x, views = x_proj.grad_buffer(B, Tq, H)  # (B·Tq, 3D | D)
         if m_proj is None:  # self-attention: x made q, k and v
-            return x_proj.backward((dq, dk, dv)).reshape(B, Tq, -1)
-        dx = x_proj.backward((dq,)).reshape(B, Tq, -1)  # (B, Tq, D)
-        return dx, m_proj.backward((dk, dv)).reshape(B, -1, self.d_model)  # (B, Tk, D)
+            F.attention_backward(q, k, v, p, do, self.attn_dropout, out=tuple(views))
+            return x_proj.backward(dy_x).reshape(B, Tq, -1)
+        dy_m, (dk, dv) = m_proj.grad_buffer(B, k.shape[2], H)  # (B·Tk, 2D)
+        F.attention_backward(q, k, v, p, do, self.attn_dropout, out=(views[0], dk, dv))
+        dx = x_proj.backward(dy_x).reshape(B, Tq, -1)  # (B, Tq, D)
+        return dx, m_proj.backward(dy_m).reshape(B, -1, self.d_model)  # (B, Tk, D)
 
     def _keys_values(self, memory, cache):
         """Cross-attention's k, v (B, H, Tk, Dh) from the memory, and their projection

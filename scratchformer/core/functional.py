@@ -115,7 +115,7 @@ def causal_mask(T: int, offset: int = 0) -> np.ndarray:
 
 
 # ---- scaled dot-product attention ---------------------------------------------------
-def attention(q, k, v, mask=None, dropout=None):
+def attention(q, k, v, mask=None, dropout=None, out=None):
     """softmax(q kᵀ / √Dh) v with a boolean mask (True = may attend)::
 
         s   = q kᵀ / √Dh                 scores    (B, H, Tq, Tk)
@@ -124,6 +124,7 @@ def attention(q, k, v, mask=None, dropout=None):
 
     q (B, H, Tq, Dh), k and v (B, H, Tk, Dh), mask broadcastable to (B, H, Tq, Tk).
     ``dropout``: a ``Dropout`` applied to the weights before they meet v, or None.
+    ``out``: an array (B, H, Tq, Dh) to write the result into, or None (a new one).
     Returns (out, p), p the weights before dropout. A fully masked query row gives zeros.
     Kernel: ``kernels.attention.forward``, these three lines chunk by chunk of the
     batch, bit for bit; the plain lines run where it does not apply (3-D arrays, a batch
@@ -132,28 +133,31 @@ def attention(q, k, v, mask=None, dropout=None):
     scale = 1.0 / math.sqrt(q.shape[-1])
     drop = None if dropout is None else dropout.draw(_scores_shape(q, k), np.result_type(q, k))
     if KA.fusable(q, k, v, mask):
-        return KA.forward(q, k, v, mask, scale, drop)
+        return KA.forward(q, k, v, mask, scale, drop, out=out)
     p = masked_softmax(q @ k.swapaxes(-1, -2) * scale, mask)  # (B, H, Tq, Tk)
-    return (p if drop is None else p * drop) @ v, p  # (B, H, Tq, Dh)
+    return np.matmul(p if drop is None else p * drop, v, out=out), p  # (B, H, Tq, Dh)
 
 
-def attention_backward(q, k, v, p, g, dropout=None):
+def attention_backward(q, k, v, p, g, dropout=None, out=None):
     """Gradients (dq, dk, dv) of ``attention`` given its inputs, its weights p, the same
     ``dropout`` (holding the forward's mask m) and g = dL/dout. With pd = p ⊙ m::
 
         dv = pdᵀ g;  dp = (g vᵀ) ⊙ m;  ds = p (dp - sum(dp p));  dq = ds k / √Dh;  dk = dsᵀ q / √Dh.
 
+    ``out``: three arrays (dq, dk, dv) to write into, or None (new ones).
     Kernel: ``kernels.attention.backward``, these lines chunk by chunk of the batch.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
     drop = None if dropout is None else dropout.mask
     if KA.fusable(q, k, v):
-        return KA.backward(q, k, v, p, g, scale, drop)
+        return KA.backward(q, k, v, p, g, scale, drop, out=out)
+    dq, dk, dv = out if out is not None else (None, None, None)
     m = 1.0 if drop is None else drop
-    dv = (p * m).swapaxes(-1, -2) @ g  # (B, H, Tk, Dh)
+    dv = np.matmul((p * m).swapaxes(-1, -2), g, out=dv)  # (B, H, Tk, Dh)
     dp = (g @ v.swapaxes(-1, -2)) * m  # (B, H, Tq, Tk)
     ds = softmax_backward(p, dp) * scale  # masked entries: p = 0, so ds = 0
-    return ds @ k, ds.swapaxes(-1, -2) @ q, dv  # (B, H, Tq, Dh), (B, H, Tk, Dh)
+    dq = np.matmul(ds, k, out=dq)  # (B, H, Tq, Dh)
+    return dq, np.matmul(ds.swapaxes(-1, -2), q, out=dk), dv  # (B, H, Tk, Dh)
 
 
 def _scores_shape(q: np.ndarray, k: np.ndarray) -> tuple[int, ...]:

@@ -42,14 +42,17 @@ def fusable(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None
             and (mask is None or mask.ndim <= 4))
 
 
-def forward(q, k, v, mask, scale: float, drop: np.ndarray | None = None):
+def forward(q, k, v, mask, scale: float, drop: np.ndarray | None = None, out=None):
     """(out, p): p = masked_softmax(q kᵀ · scale, mask), out = (p ⊙ drop) v; p is the
-    weights before dropout. ``drop`` (B, H, Tq, Tk) or None (no dropout: fused)."""
+    weights before dropout. ``drop`` (B, H, Tq, Tk) or None (no dropout: fused).
+    ``out``: a (B, H, Tq, Dh) array to write the result into, any strides (a view of the
+    heads side by side, (B, Tq, H, Dh), saves the copy that concatenates them), or None."""
     if drop is not None:
-        return _forward_with_dropout(q, k, v, mask, scale, drop)
+        return _forward_with_dropout(q, k, v, mask, scale, drop, out)
     B, H, Tq, _ = q.shape
     p = np.empty((B, H, Tq, k.shape[2]), dtype=np.result_type(q, k))
-    out = np.empty((B, H, Tq, v.shape[3]), dtype=np.result_type(p, v))
+    if out is None:
+        out = np.empty((B, H, Tq, v.shape[3]), dtype=np.result_type(p, v))
     if mask is not None:
         mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
     mask_b = mask is not None and mask.shape[0] == B and B > 1  # a mask per batch element
@@ -65,17 +68,20 @@ def forward(q, k, v, mask, scale: float, drop: np.ndarray | None = None):
     return out, p
 
 
-def backward(q, k, v, p, g, scale: float, drop: np.ndarray | None = None):
+def backward(q, k, v, p, g, scale: float, drop: np.ndarray | None = None, out=None):
     """(dq, dk, dv) of ``forward`` given its p, its ``drop`` and g = dL/dout::
 
         pd = p ⊙ drop;  dv = pdᵀ g;  dp = (g vᵀ) ⊙ drop;
         ds = p (dp - Σ dp p) · scale;  dq = ds k;  dk = dsᵀ q.
+
+    ``out``: three arrays (dq, dk, dv) to write into, any strides (views of the one buffer
+    the stacked projections' backward reads, ``qkv.head_buffer``), or None.
     """
     if drop is not None:
-        return _backward_with_dropout(q, k, v, p, g, scale, drop)
-    dq = np.empty(q.shape, dtype=np.result_type(p, k))
-    dk = np.empty(k.shape, dtype=np.result_type(p, q))
-    dv = np.empty(v.shape, dtype=np.result_type(p, g))
+        return _backward_with_dropout(q, k, v, p, g, scale, drop, out)
+    dq, dk, dv = out if out is not None else (
+        np.empty(q.shape, dtype=np.result_type(p, k)), np.empty(k.shape, dtype=np.result_type(p, q)),
+        np.empty(v.shape, dtype=np.result_type(p, g)))
     ds = np.empty(p.shape, dtype=np.result_type(g, v))
 
     def chunk(lo, hi):
@@ -99,21 +105,22 @@ def _parts(p_shape, itemsize: int) -> int:
     return max(1, min(B, max(by_size, 2 * pool.num_threads() if by_size > 1 else 1)))
 
 
-def _forward_with_dropout(q, k, v, mask, scale: float, drop: np.ndarray):
+def _forward_with_dropout(q, k, v, mask, scale: float, drop: np.ndarray, out=None):
     """``forward`` with a dropout mask: the three steps one after the other, each on the pool."""
     s = pool.matmul(q, k.swapaxes(-1, -2))  # (B, H, Tq, Tk)
     s *= scale
     p = masked_softmax(s, mask)
-    return pool.matmul(p * drop, v), p  # (B, H, Tq, Dh)
+    return pool.matmul(p * drop, v, out=out), p  # (B, H, Tq, Dh)
 
 
-def _backward_with_dropout(q, k, v, p, g, scale: float, drop: np.ndarray):
+def _backward_with_dropout(q, k, v, p, g, scale: float, drop: np.ndarray, out=None):
     """``backward`` with a dropout mask: each step on the pool."""
-    dv = pool.matmul((p * drop).swapaxes(-1, -2), g)  # (B, H, Tk, Dh)
+    dq, dk, dv = out if out is not None else (None, None, None)
+    dv = pool.matmul((p * drop).swapaxes(-1, -2), g, out=dv)  # (B, H, Tk, Dh)
     dp = pool.matmul(g, v.swapaxes(-1, -2))  # (B, H, Tq, Tk)
     dp *= drop
     ds = softmax_backward(p, dp, out=dp)  # masked entries: p = 0, so ds = 0
     ds *= scale
-    dq = pool.matmul(ds, k)  # (B, H, Tq, Dh)
-    dk = pool.matmul(ds.swapaxes(-1, -2), q)  # (B, H, Tk, Dh)
+    dq = pool.matmul(ds, k, out=dq)  # (B, H, Tq, Dh)
+    dk = pool.matmul(ds.swapaxes(-1, -2), q, out=dk)  # (B, H, Tk, Dh)
     return dq, dk, dv

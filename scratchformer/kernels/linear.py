@@ -35,28 +35,37 @@ def backward(x2: np.ndarray, g2: np.ndarray, w: np.ndarray, dw: np.ndarray,
              db: np.ndarray | None) -> np.ndarray:
     """Adds gᵀ x into dw and Σ_rows g into db (unless None); returns dx2 = g W (N, in).
 
-    Two matmuls, shared among the workers in ONE hand-off: the weight gradient cut along
-    the output features (part lo:hi adds rows lo:hi of gᵀ x into dw and the column sums
-    of g[:, lo:hi] into db) and dx cut along the rows of g.
+    Two matmuls, shared among the workers in ONE hand-off of ``pool.parts`` tasks, half
+    for each product: dx cut along the rows of g, and the weight gradient cut along its
+    longer side, so every part stays a squat, BLAS-friendly product (a (256, 1024) weight
+    cut along its 256 output rows would leave thin (64, 2048) × (2048, 1024) parts: 7 %
+    slower than cut along the 1024 inputs, measured). Part j of the weight gradient also
+    adds the column sums of g for the j-th slice of the outputs into db.
     """
     (N, n_out), n_in = g2.shape, w.shape[1]
     ones = np.ones(N, dtype=g2.dtype)
     dx2 = np.empty((N, n_in), dtype=np.result_type(g2, w))
+    along_in = n_in > n_out
 
-    def weight_part(lo, hi):
-        dw[lo:hi] += g2[:, lo:hi].T @ x2
+    def weight_part(lo, hi, out_lo, out_hi):
+        if along_in:
+            dw[:, lo:hi] += g2.T @ x2[:, lo:hi]
+        else:
+            dw[lo:hi] += g2[:, lo:hi].T @ x2
         if db is not None:
-            db[lo:hi] += ones @ g2[:, lo:hi]  # a BLAS matrix-vector product: Σ_rows g
+            db[out_lo:out_hi] += ones @ g2[:, out_lo:out_hi]  # a BLAS matrix-vector product
 
     def input_part(lo, hi):
         np.matmul(g2[lo:hi], w, out=dx2[lo:hi])
 
-    flops = 2.0 * N * n_out * n_in
-    split = [(fn, pool.parts(flops, n), n) for fn, n in ((weight_part, n_out), (input_part, N))]
-    if all(k == 1 for _, k, _ in split):  # too small to share: both here, no hand-off
-        weight_part(0, n_out)
+    k = pool.parts(2.0 * N * n_out * n_in, min(N, n_in, n_out))
+    if k == 1:  # too small to share: both here, no hand-off
+        weight_part(0, n_in if along_in else n_out, 0, n_out)
         input_part(0, N)
         return dx2
-    pool.run_tasks([functools.partial(fn, lo, hi) for fn, k, n in split
-                    for lo, hi in pool.cuts(n, k)])
+    k = (k + 1) // 2  # parts per product: the two together make pool.parts(...) tasks
+    weight_cuts = pool.cuts(n_in if along_in else n_out, k)
+    tasks = [functools.partial(weight_part, lo, hi, out_lo, out_hi)
+             for (lo, hi), (out_lo, out_hi) in zip(weight_cuts, pool.cuts(n_out, k))]
+    pool.run_tasks(tasks + [functools.partial(input_part, lo, hi) for lo, hi in pool.cuts(N, k)])
     return dx2

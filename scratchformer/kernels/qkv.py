@@ -8,8 +8,9 @@ passes the arrays in. The results come back as strided views split into heads, n
 
     x (N, D) @ [W_q; W_k; W_v]ᵀ + [b_q; b_k; b_v]  →  (N, 3D)  →  3 × (B, H, T, Dh)
 
-Backward goes the other way: the heads' gradients are written into one (N, nD) buffer, so
-the stacked weights' gradient is one matmul too; the layer adds its slices onto each Linear.
+Backward goes the other way: the attention's backward writes the heads' gradients straight
+into strided views of one (N, nD) buffer (``head_buffer``), so the stacked weights' gradient
+is one matmul too, with no copy to merge the heads; the layer adds its slices onto each Linear.
 ``tests/kernels`` hold these equal to three separate ``Linear`` calls.
 
 Notation: B batch, T length, N = B·T rows, D d_model, H heads, Dh = D / H, n projections.
@@ -33,22 +34,19 @@ def project(x2: np.ndarray, w: np.ndarray, b: np.ndarray, B: int, T: int, H: int
     return split_heads(y, B, T, w.shape[0] // x2.shape[1], H)
 
 
-def merge_heads(grads, B: int, T: int) -> np.ndarray:
-    """n head-split gradients (B, H, T, Dh) → one (B·T, n·D) buffer, the layout of ``project``."""
-    n, (_, H, _, Dh) = len(grads), grads[0].shape
-    out = np.empty((B * T, n * H * Dh), dtype=grads[0].dtype)
-    for view, g in zip(split_heads(out, B, T, n, H), grads):  # n ≤ 3 projections
-        view[...] = g
-    return out
+def head_buffer(B: int, T: int, n: int, H: int, Dh: int, dtype) -> tuple:
+    """(dy, views): an empty (B·T, n·H·Dh) buffer in the layout of ``project``'s output and
+    its n head-split views (n, B, H, T, Dh), for a backward to write each projection's
+    gradient into (``split_heads`` of it)."""
+    dy = np.empty((B * T, n * H * Dh), dtype=dtype)
+    return dy, split_heads(dy, B, T, n, H)
 
 
-def project_backward(x2: np.ndarray, w: np.ndarray, grads) -> tuple:
-    """Backward of ``project``: the n heads' gradients (B, H, T, Dh), merged into one
-    dy (B·T, nD) → (dx2 = dy W (B·T, D), dW = dyᵀ x2 (nD, D), db = Σ_rows dy (nD,)).
+def project_backward(x2: np.ndarray, w: np.ndarray, dy: np.ndarray) -> tuple:
+    """Backward of ``project``: the n projections' gradients side by side, dy (B·T, nD)
+    (``head_buffer``) → (dx2 = dy W (B·T, D), dW = dyᵀ x2 (nD, D), db = Σ_rows dy (nD,)).
     Every projection's weight gradient in one matmul; rows i·D:(i+1)·D of dW and db
     belong to projection i."""
-    B, _, T, _ = grads[0].shape
-    dy = merge_heads(grads, B, T)  # (B·T, nD)
     dw = np.zeros_like(w)  # (nD, D)
     db = np.zeros(w.shape[0], dtype=w.dtype)  # (nD,)
     dx2 = linear.backward(x2, dy, w, dw, db)  # adds dyᵀ x2 into dw, Σ dy into db

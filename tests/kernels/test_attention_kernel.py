@@ -105,3 +105,33 @@ def test_functional_attention_plain_lines_equal_the_kernel():
     for a, b in zip((out, p, *grads), (out4, p4, *grads4)):
         assert rel_error(a, b[:, 0]) < 1e-13
     assert not p[1, 2].any() and np.all(np.isfinite(out))
+    bufs = [np.full_like(a, np.nan) for a in (out, *grads)]  # out= on the plain lines too
+    F.attention(q, k, v, mask, out=bufs[0])
+    F.attention_backward(q, k, v, p, g, out=tuple(bufs[1:]))
+    for buf, want in zip(bufs, (out, *grads)):
+        np.testing.assert_array_equal(buf, want)
+
+
+@pytest.mark.parametrize("with_dropout", [False, True])
+def test_attention_writes_into_strided_out_views(with_dropout):
+    """``out=``: the kernels write into given arrays of any strides (the heads side by side,
+    the projections' gradient buffer) the same numbers they would return."""
+    rng = np.random.default_rng(3)
+    B, H, T, Dh = 4, 2, 5, 3
+    q, k, v, g = (rng.standard_normal((B, H, T, Dh)) for _ in range(4))
+    drop = ((rng.random((B, H, T, T)) >= 0.3) / 0.7) if with_dropout else None
+    mask = np.tril(np.ones((T, T), bool))
+    for threads in (1, 2):
+        with pool.threads(threads):
+            want_out, p = KA.forward(q, k, v, mask, 0.5, drop)
+            want = KA.backward(q, k, v, p, g, 0.5, drop)
+            o_buf = np.full((B, T, H, Dh), np.nan)  # (B, T, H, Dh): heads side by side
+            out, p2 = KA.forward(q, k, v, mask, 0.5, drop, out=o_buf.transpose(0, 2, 1, 3))
+            g_buf = np.full((B, T, 3, H, Dh), np.nan)  # dq, dk, dv side by side
+            views = tuple(g_buf.transpose(2, 0, 3, 1, 4))
+            got = KA.backward(q, k, v, p, g, 0.5, drop, out=views)
+        assert np.shares_memory(out, o_buf) and all(np.shares_memory(a, g_buf) for a in got)
+        np.testing.assert_array_equal(o_buf.transpose(0, 2, 1, 3), want_out)
+        np.testing.assert_array_equal(p2, p)
+        for view, w in zip(views, want):
+            np.testing.assert_array_equal(view, w)

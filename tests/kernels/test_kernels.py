@@ -189,10 +189,12 @@ def test_fused_projections_equal_separate_linears(rng):
         assert rel_error(h, want) < 1e-14
     # backward: one stacked matmul == each Linear's own backward
     grads = [rng.standard_normal((B, H, T, D // H)) for _ in range(3)]
-    dy = qkv.merge_heads(grads, B, T)
-    for view, g in zip(qkv.split_heads(dy, B, T, 3, H), grads):
-        np.testing.assert_array_equal(view, g)
-    dx, dw, db = qkv.project_backward(x2, w, grads)
+    dy, views = qkv.head_buffer(B, T, 3, H, D // H, np.float64)
+    for view, g in zip(views, grads):
+        view[...] = g
+    for i, g in enumerate(grads):  # projection i's gradient is columns i·D:(i+1)·D, heads in order
+        np.testing.assert_array_equal(dy[:, i * D:(i + 1) * D], g.transpose(0, 2, 1, 3).reshape(B * T, D))
+    dx, dw, db = qkv.project_backward(x2, w, dy)
     dx_ref = 0
     for i, (p, g) in enumerate(zip(projs, grads)):
         p.zero_grad()
@@ -215,7 +217,10 @@ def test_stacked_projections_add_each_slice_onto_its_own_linear(rng):
     grads = (rng.standard_normal(k.shape), rng.standard_normal(v.shape))
     for p in projs:
         p.weight.grad[:] = 1.0  # gradients accumulate: the slices are added, not assigned
-    dx2 = stacked.backward(grads)
+    dy, views = stacked.grad_buffer(B, T, H)
+    for view, g in zip(views, grads):
+        view[...] = g
+    dx2 = stacked.backward(dy)
     want_dx = 0
     for p, g in zip(projs, grads):
         g2 = g.transpose(0, 2, 1, 3).reshape(B * T, D)
