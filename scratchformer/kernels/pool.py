@@ -35,6 +35,7 @@ plain path, NumPy calls as written.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -67,7 +68,56 @@ def default_threads() -> int:
 
 
 _threads = 1  # the pool is off until ``threads`` turns it on (a training run, a benchmark)
-_executors: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+class _Crew:
+    """``n`` helper threads, each asleep on its own lock until the next job.
+
+    A hand-off is one lock release per helper and one acquire to wait: measured on the
+    2-core machine, a (768, 128) × (128, 512) matmul cut in two took 0.63-0.69 ms through
+    a ``ThreadPoolExecutor`` (a Future, a work item and a condition per submit; ~50 µs a
+    hand-off) and about 0.59 ms this way, against 0.52 ms for one half alone.
+    """
+
+    def __init__(self, n: int):
+        self.pid, self.job, self.errors, self.broken = os.getpid(), None, [], False
+        self.go = [threading.Lock() for _ in range(n)]  # released: a job is waiting
+        self.done = [threading.Lock() for _ in range(n)]  # released: that helper finished it
+        for lock in self.go + self.done:
+            lock.acquire()
+        for i in range(n):
+            threading.Thread(target=self._serve, args=(i,), daemon=True,
+                             name=f"scratchformer-{i + 1}").start()
+
+    def _serve(self, i: int) -> None:
+        go, done = self.go[i], self.done[i]
+        while True:
+            go.acquire()
+            try:
+                self.job()
+            except BaseException as e:  # handed to the caller, raised there
+                self.errors.append(e)
+            finally:
+                done.release()
+
+    def run(self, job, helpers: int) -> None:
+        """``job()`` on the caller's thread and on ``helpers`` helpers at once; returns when
+        all are done, raising the first exception any of them raised."""
+        self.job = job
+        for go in self.go[:helpers]:
+            go.release()
+        try:
+            job()
+        finally:
+            try:
+                for done in self.done[:helpers]:
+                    done.acquire()
+            except BaseException:  # interrupted while helpers still run: never reuse this crew
+                self.broken = True
+                raise
+            errors, self.errors = self.errors, []  # the caller's own exception goes first
+        if errors:
+            raise errors[0]
 
 
 def num_threads() -> int:
@@ -75,12 +125,28 @@ def num_threads() -> int:
     return _threads
 
 
+_executors: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
 def executor(n: int) -> ThreadPoolExecutor:
-    """A shared executor of ``n`` threads (per process: a forked child cannot use its parent's)."""
+    """A shared executor of ``n`` threads (per process: a forked child cannot use its
+    parent's), for the optimizer's blocks (``training.optim``: one hand-off per step)."""
     key = (os.getpid(), n)
     if key not in _executors:
         _executors[key] = ThreadPoolExecutor(n, thread_name_prefix="scratchformer")
     return _executors[key]
+
+
+_crews: dict[int, _Crew] = {}
+_busy = threading.Lock()  # held while a crew works: a nested or concurrent call runs inline
+
+
+def _crew(n: int) -> _Crew:
+    """The crew of ``n`` helpers (per process: a forked child cannot use its parent's threads)."""
+    crew = _crews.get(n)
+    if crew is None or crew.broken or crew.pid != os.getpid():
+        crew = _crews[n] = _Crew(n)
+    return crew
 
 
 class threads:
@@ -151,12 +217,13 @@ def run(fn, n: int, parts: int | None = None) -> None:
             fn(lo, hi)
 
     helpers = min(_threads, parts) - 1
-    futures = [executor(helpers).submit(work) for _ in range(helpers)] if helpers else []
+    if helpers == 0 or not _busy.acquire(blocking=False):  # one thread; or called from inside
+        work()  # a part, or from another thread while the crew works: here, in turn
+        return
     try:
-        work()
+        _crew(_threads - 1).run(work, helpers)
     finally:
-        for f in futures:
-            f.result()
+        _busy.release()
 
 
 def run_tasks(tasks: list) -> None:

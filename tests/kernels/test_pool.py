@@ -78,6 +78,46 @@ def test_run_raises_a_workers_error():
     with pool.threads(2), pytest.raises(RuntimeError, match="part failed"):
         pool.run(fn, 10)
 
+    with pool.threads(2):  # the crew is fine afterwards: the error is not raised again
+        pool.run(lambda lo, hi: None, 10)
+
+
+def test_run_shares_the_parts_among_threads():
+    names, lock, gate = set(), threading.Lock(), threading.Barrier(2, timeout=10)
+
+    def fn(lo, hi):
+        gate.wait()  # two parts must run at once, on two threads, or this times out
+        with lock:
+            names.add(threading.current_thread().name)
+
+    with pool.threads(2):
+        pool.run(fn, 2, 2)
+    assert len(names) == 2
+
+
+def test_run_inside_a_part_or_beside_a_running_one_runs_inline():
+    """A part that cuts its own work, or another thread calling while the helpers are busy,
+    runs its slices on its own thread, in turn: covered once, no deadlock."""
+    seen, lock = [], threading.Lock()
+
+    def inner(lo, hi):
+        with lock:
+            seen.extend(range(lo, hi))
+
+    def outer(lo, hi):
+        for i in range(lo, hi):
+            pool.run(lambda a, b: inner(100 * i + a, 100 * i + b), 10, 5)
+
+    def beside():
+        pool.run(lambda a, b: inner(1000 + a, 1000 + b), 10, 5)
+
+    with pool.threads(2):
+        other = threading.Thread(target=beside)
+        other.start()
+        pool.run(outer, 4)
+        other.join(10)
+    assert sorted(seen) == [100 * i + j for i in range(4) for j in range(10)] + list(range(1000, 1010))
+
 
 def test_threads_restores_and_checks():
     before = pool.num_threads()
