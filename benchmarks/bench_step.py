@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import scratchformer as sf  # noqa: E402
-from scratchformer.kernels import pool  # noqa: E402
+from scratchformer.kernels import memory, pool  # noqa: E402
 from machine import describe, machine_info, sgemm_peak  # noqa: E402
 
 CONFIGS = {
@@ -277,6 +277,10 @@ def run_here(args, sides) -> tuple[list, dict, float]:
     if "nn" in sides or "twin" in sides:
         import torch
         torch.set_num_threads(args.threads)
+    # malloc's thresholds, before any array: ScratchFormer's training sets them for itself
+    # (kernels/memory.py, on entering pool.threads); the torch sides get the same unless asked
+    if "numpy" in sides or args.torch_malloc == "keep":
+        memory.keep_freed_memory()
     rows = []
     with threadpool_limits(limits=args.threads), contextlib.ExitStack() as stack:
         machine = machine_info()  # no BLAS call in a torch-only process (--only nn|twin):
@@ -284,6 +288,7 @@ def run_here(args, sides) -> tuple[list, dict, float]:
         print(describe(machine))
         print(f"NumPy: {'BLAS threads, no pool' if args.no_pool else 'worker pool, 1 BLAS thread each'}"
               f"; threads={args.threads}  sgemm peak {peak:.1f} GFLOP/s  numpy {np.__version__}")
+        print(malloc_line(args))
         print(HEADER)
         if "numpy" in sides and not args.no_pool:  # made here, inside threadpool_limits: its 1-BLAS-thread limit wins
             stack.enter_context(pool.threads(args.threads))
@@ -305,6 +310,7 @@ def child(args, side: str, name: str, steps: int, folder: str) -> dict:
            "--warmup", str(args.warmup), "--threads", str(args.threads), "--block", str(args.block),
            "--settle", str(args.settle), "--json", out]
     cmd += ["--no-pool"] * args.no_pool + ["--profile"] * (args.profile and side == "numpy")
+    cmd += ["--torch-malloc", args.torch_malloc]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"bench_step: the {side} process failed on {name}:\n{done.stdout}{done.stderr}")
@@ -346,10 +352,16 @@ def run_isolated(args, sides) -> tuple[list, dict, float]:
     print(f"each side in its own process, rounds={args.rounds} (order alternating); NumPy: "
           f"{'BLAS threads, no pool' if args.no_pool else 'worker pool, 1 BLAS thread each'}"
           f"; threads={args.threads}  sgemm peak {peak:.1f} GFLOP/s  numpy {np.__version__}")
+    print(malloc_line(args))
     print(HEADER)
     for r in rows:
         print(format_row(r))
     return rows, machine, peak
+
+
+def malloc_line(args) -> str:
+    return ("malloc: freed memory kept for reuse (kernels/memory.py) on "
+            + ("every side" if args.torch_malloc == "keep" else "the NumPy side; torch sides glibc's default"))
 
 
 def write_json(args, rows, machine, peak):
@@ -357,6 +369,7 @@ def write_json(args, rows, machine, peak):
         return None if isinstance(v, float) and not math.isfinite(v) else v
     out = {"machine": machine, "threads": args.threads, "numpy_pool": not args.no_pool,
            "steps": args.steps, "isolated": args.isolate, "rounds": args.rounds if args.isolate else None,
+           "torch_malloc": args.torch_malloc,
            "sgemm_peak_gflops": clean(peak), "results": [{k: clean(v) for k, v in r.items()} for r in rows]}
     text = json.dumps(out, indent=2, allow_nan=False)
     if args.json == "-":
@@ -385,6 +398,12 @@ def parse_args(argv=None):
     ap.add_argument("--rounds", type=int, default=2,
                     help="with --isolate: processes per side and config, in alternating order (default 2)")
     ap.add_argument("--only", choices=list(SETUPS), help="time this one side (numpy, nn or twin)")
+    ap.add_argument("--torch-malloc", choices=["keep", "default"], default="keep",
+                    help="glibc malloc's thresholds for the torch sides: keep (default) freed "
+                         "memory for reuse, as ScratchFormer's training does for itself "
+                         "(kernels/memory.py), so the sides differ only in their kernels; or "
+                         "glibc's default, as a plain PyTorch script runs (takes effect with "
+                         "--isolate or --only, where torch has a process of its own)"),
     ap.add_argument("--profile", action="store_true", help="cProfile the NumPy steps, print the top 25")
     ap.add_argument("--json", metavar="PATH", help="also write the results and the machine as JSON "
                                                    "('-' for standard output)")

@@ -40,6 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import memory
+
 MIN_FLOPS = 30_000_000  # smaller matmuls: one call (see the module docstring)
 MAX_DEFAULT = 8  # the default never starts more threads than this
 
@@ -156,7 +158,8 @@ class threads:
         with pool.threads(2):
             trainer.fit()
 
-    With n > 1 the pool is on and BLAS is held to one thread per worker (threadpoolctl);
+    Entering also asks the C library to keep freed memory for reuse (``memory``, once per
+    process). With n > 1 the pool is on and BLAS is held to one thread per worker (threadpoolctl);
     with n == 1 everything is one thread. If BLAS cannot be limited (threadpoolctl is not
     installed) the pool stays off and BLAS keeps its own threads: never both at once.
     Nothing changes until the block is entered.
@@ -172,6 +175,7 @@ class threads:
         global _threads
         if self._before is not None:
             raise RuntimeError("pool.threads(...) is entered once; make a new one per block")
+        memory.keep_freed_memory()  # a training block: its arrays reused, not page-faulted anew
         self._limiter = _limit_blas(1)
         self._before, _threads = _threads, (self.n if self._limiter is not None else 1)
         return _threads
