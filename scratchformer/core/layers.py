@@ -43,12 +43,24 @@ class Linear(Module):
         self.in_features, self.out_features = in_features, out_features
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        y = linear.forward(self._keep_input(x), self.weight.data, self._b())  # (N, out)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def forward_gelu(self, x: np.ndarray, with_grad: bool) -> tuple:
+        """``forward`` and GELU on its output in one pass (``kernels.linear.forward_gelu``):
+        (y, gelu(y), gelu'(y) or None), each shaped (..., out). ``backward`` is the same."""
+        out = linear.forward_gelu(self._keep_input(x), self.weight.data, self._b(), with_grad)
+        return tuple(None if a is None else a.reshape(*x.shape[:-1], self.out_features) for a in out)
+
+    def _keep_input(self, x: np.ndarray) -> np.ndarray:
+        """Check x (..., in), keep it for the backward; return it as rows (N, in)."""
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear expects last dimension {self.in_features}, got shape {x.shape}")
         self._x = x
-        b = None if self.bias is None else self.bias.data
-        y = linear.forward(x.reshape(-1, self.in_features), self.weight.data, b)  # (N, out)
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return x.reshape(-1, self.in_features)
+
+    def _b(self) -> np.ndarray | None:
+        return None if self.bias is None else self.bias.data
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         x2 = self._x.reshape(-1, self.in_features)  # (N, in)
@@ -206,8 +218,11 @@ class FeedForward(Module):
         self.dropout = Dropout(dropout, dropout_rng if dropout_rng is not None else rng)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        h = self.linear1(x)  # (B, T, F)
-        a, self._dact = self._act(h, with_grad=self.training)  # act(h); act'(h) when training
+        if self.activation == "gelu":  # h = linear1(x), a = gelu(h): one fused pass
+            h, a, self._dact = self.linear1.forward_gelu(x, with_grad=self.training)
+        else:
+            h = self.linear1(x)  # (B, T, F)
+            a, self._dact = self._act(h, with_grad=self.training)  # act(h); act'(h) when training
         self._h = h
         return self.linear2(self.dropout(a))  # (B, T, D)
 

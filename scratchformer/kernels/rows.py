@@ -29,7 +29,7 @@ import numpy as np
 
 from . import pool
 
-_BLOCK_BYTES = 256 * 1024  # rows per block: about this many bytes of the first array
+BLOCK_BYTES = 256 * 1024  # rows per block: about this many bytes of the first array
 _MIN_BYTES = 1024 * 1024  # smaller first arrays: one call on the calling thread
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -54,8 +54,8 @@ def map_rows(kernel, *args) -> None:
     def block(lo, hi):
         kernel(*[a[lo:hi] if s else a for a, s in zip(args, split)])
 
-    # blocks of ~_BLOCK_BYTES of the first array, taken in turn by the pool's threads
-    pool.run(block, n, -(-first.nbytes // _BLOCK_BYTES))
+    # blocks of ~BLOCK_BYTES of the first array, taken in turn by the pool's threads
+    pool.run(block, n, -(-first.nbytes // BLOCK_BYTES))
 
 
 def as_rows(a: np.ndarray) -> np.ndarray:
