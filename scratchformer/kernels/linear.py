@@ -88,7 +88,7 @@ def backward(x2: np.ndarray, g2: np.ndarray, w: np.ndarray, dw: np.ndarray,
         weight_part(0, n_in if along_in else n_out, 0, n_out)
         input_part(0, N)
         return dx2
-    k = (k + 1) // 2  # parts per product: the two together make pool.parts(...) tasks
+    k = (k + 1) // 2  # parts per product: the two together make about pool.parts(...) tasks
     weight_cuts = pool.cuts(n_in if along_in else n_out, k)
     tasks = [functools.partial(weight_part, lo, hi, out_lo, out_hi)
              for (lo, hi), (out_lo, out_hi) in zip(weight_cuts, pool.cuts(n_out, k))]
