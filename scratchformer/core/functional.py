@@ -127,8 +127,9 @@ def attention(q, k, v, mask=None, dropout=None, out=None):
     ``out``: an array (B, H, Tq, Dh) to write the result into, or None (a new one).
     Returns (out, p), p the weights before dropout. A fully masked query row gives zeros.
     Kernel: ``kernels.attention.forward``, these three lines chunk by chunk of the
-    batch, bit for bit; the plain lines run where it does not apply (3-D arrays, a batch
-    axis that broadcasts).
+    batch (equal to rounding: its softmax shifts each row by its first score, not its
+    max); the plain lines run where it does not apply (3-D arrays, a batch axis that
+    broadcasts).
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
     drop = None if dropout is None else dropout.draw(_scores_shape(q, k), np.result_type(q, k))

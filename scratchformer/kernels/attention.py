@@ -11,14 +11,19 @@ in one go, on the worker pool. The plain formula is three passes over the whole
 the · v matmul reads it again. For the small model's 4 MB of scores each pass goes to
 memory. Here a chunk of a few batch elements (about ``CHUNK_BYTES`` of scores) runs the
 three steps back to back while its scores are in cache, and the chunks are shared among
-the pool's threads: one hand-off for the whole attention instead of three.
+the pool's threads: one hand-off for the whole attention instead of three. The chunk's
+scores go to a scratch array and its softmax into p (``rows.masked_softmax_rows`` with
+``out``), which shifts each row by its first score instead of its max: no reduction per
+short row (the toy's attention forward 303 → 174 µs, char-GPT's 595 → 496 µs).
 
 With a dropout mask the steps run one after the other over the whole batch, each one
 shared among the pool's threads (``pool.matmul``, ``rows.masked_softmax``).
 
 Exactness: a batch element's result depends only on that element (the batched matmuls
 run one BLAS call per (T, Dh) matrix, the softmax one row at a time), so the chunking
-changes nothing: results are bit-identical to the plain formula's and to any thread count.
+changes nothing: results are bit-identical for any thread count, and a row never depends
+on a key its mask hides. Without dropout they equal the plain formula's to rounding (its
+softmax shifts by the row max); with dropout, bit for bit.
 
 Notation: q (B, H, Tq, Dh), k and v (B, H, Tk, Dh), p the weights (B, H, Tq, Tk).
 """
@@ -58,11 +63,10 @@ def forward(q, k, v, mask, scale: float, drop: np.ndarray | None = None, out=Non
     mask_b = mask is not None and mask.shape[0] == B and B > 1  # a mask per batch element
 
     def chunk(lo, hi):  # batch elements lo:hi, start to end while their scores are in cache
-        s = p[lo:hi]
-        np.matmul(q[lo:hi], k[lo:hi].swapaxes(-1, -2), out=s)  # q kᵀ
+        s = np.matmul(q[lo:hi], k[lo:hi].swapaxes(-1, -2))  # q kᵀ: the chunk's scores
         s *= scale
-        masked_softmax_rows(s, mask[lo:hi] if mask_b else mask)  # p
-        np.matmul(s, v[lo:hi], out=out[lo:hi])  # p v
+        masked_softmax_rows(s, mask[lo:hi] if mask_b else mask, out=p[lo:hi])  # p
+        np.matmul(p[lo:hi], v[lo:hi], out=out[lo:hi])  # p v
 
     pool.run(chunk, B, _parts(p.shape, p.itemsize))
     return out, p

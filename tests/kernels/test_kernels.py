@@ -59,6 +59,26 @@ def test_masked_softmax_rows_equals_plain_formula_and_zeroes_fully_masked_rows(r
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-6)])
+def test_masked_softmax_rows_into_out_equals_plain_formula_with_every_fallback(rng, dtype, tol):
+    """out=: rows shifted by their first score; rows where that overflows (a max 200 above
+    it), whose first key is masked, or that are fully masked take the exact path."""
+    s = (3 * rng.standard_normal((2, 3, 5, 9))).astype(dtype)
+    mask = rng.random((2, 3, 5, 9)) < 0.7
+    mask[..., 0] = True
+    mask[0, 1, 2] = False  # fully masked
+    mask[1, 0, 3, 0] = False  # the first key masked
+    s[1, 2, 4, 5] = s[1, 2, 4, 0] + 200.0  # exp overflows under the first-key shift
+    mask[1, 2, 4, 5] = True
+    kept, out = s.copy(), np.full_like(s, np.nan)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # handled row by row
+        K.masked_softmax_rows(kept, mask, out=out)
+    assert rel_error(out, plain_masked_softmax(s, mask)) < tol
+    assert np.all(out[0, 1, 2] == 0) and np.all(np.isfinite(out))
+    assert out[1, 2, 4, 5] == pytest.approx(1.0)
+    np.testing.assert_array_equal(kept, np.where(mask, s, -np.inf))  # the scores, masked
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-6)])
 def test_softmax_backward_rows_equals_plain_formula(rng, dtype, tol):
     s = sf.core.functional.softmax(rng.standard_normal((8, 11))).astype(dtype)
     g = rng.standard_normal((8, 11)).astype(dtype)
