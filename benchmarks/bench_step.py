@@ -13,6 +13,9 @@ GFLOP/s NumPy achieves against this machine's measured sgemm peak.
 ``--isolate`` goes further: each side runs in its own process (this script again, with
 ``--only numpy|nn|twin --json FILE``: the same timing loop), ``--rounds`` processes per side
 and config in alternating order, so one library's threads never live beside the other's.
+Every process keeps freed memory for reuse as a ScratchFormer training run does
+(``kernels/memory.py``: glibc's malloc thresholds); ``--torch-malloc default`` leaves the
+torch sides' processes at glibc's defaults, as a plain PyTorch script runs.
 
     python benchmarks/bench_step.py                 # toy, small and char-gpt
     python benchmarks/bench_step.py --isolate       # each side in its own process

@@ -23,7 +23,7 @@ An element-wise operation is cut into twice as many parts as there are threads (
 cache-sized blocks), and each thread takes the next part when it is done with one: on a
 machine where another program holds a core, the thread that shares it simply does fewer
 parts. A matmul is cut into one part per thread (``parts``): each BLAS call on a finer
-part runs slower (a (768, 128) × (128, 512) product cut in 4: 9 % more time than in 2, one
+part runs slower (a (768, 128) × (128, 512) product cut in 4: 6 % more time than in 2, one
 thread), and measured on 2 cores the whole char-GPT step was 4 % faster idle and 3 % faster
 with one core busy cut in 2 than in 4 (small: 1 % faster idle, 2 % slower busy).
 
