@@ -15,8 +15,9 @@ up to 32 MB come from the heap, and up to 512 MB of free heap stays mapped for r
 process's resident memory then stays near its peak instead of shrinking between steps.
 It changes the whole process (malloc is shared), so it runs once, when a training run or a
 benchmark enters ``pool.threads``; elsewhere than glibc (macOS, musl, Windows) it does
-nothing. PyTorch processes behave the same way without it; the benchmarks give every side
-the same setting.
+nothing. PyTorch's CPU tensors come from the same malloc and gain from it too (the twin's
+char-GPT step 40–46 → 39 ms, measured alone), so ``benchmarks/bench_step.py`` gives every
+side the same setting unless told ``--torch-malloc default``.
 """
 
 from __future__ import annotations
