@@ -27,7 +27,7 @@ from .common import (CLIError, DefaultsFormatter, Formatter, add_model_flags, ad
 
 def register(subparsers) -> None:
     """Add ``translate-train`` and ``translate`` to an argparse ``subparsers`` object."""
-    from ..training.translation import TranslationTrainConfig as C
+    from ..training.translation import BIBLE_STEPS, TranslationTrainConfig as C
 
     fmt = DefaultsFormatter
     t = subparsers.add_parser(
@@ -50,9 +50,9 @@ def register(subparsers) -> None:
     add_optim_flags(t, C, schedule=False, batch=False)
     for action in t._actions:
         if action.dest == "steps":
-            action.help = ("optimizer steps in all (default: 4000 for the Bible — the "
-                           "documented ~11-minute recipe; for --pairs, 30 passes over the "
-                           "training pairs, within [100, 4000])")
+            action.help = (f"optimizer steps in all (default: {BIBLE_STEPS} for the Bible — "
+                           "the documented ~10-minute recipe; for --pairs, 30 passes over the "
+                           f"training pairs, within [100, {BIBLE_STEPS}])")
     e = add_run_flags(t, C, "runs/translate")
     flag(e, C, "eval_decode", "validation pairs translated (greedy) for BLEU at each "
                               "evaluation", type=non_negative_int)

@@ -139,8 +139,8 @@ class MultiHeadAttention(Module):
             k, v, m_proj = self._keys_values(memory, cache)  # each (B, H, Tk, Dh)
         if mask is not None:
             mask = self._check_mask(mask, B, Tq, k.shape[2])
-        o2 = np.empty((B * Tq, D), dtype=np.result_type(q, v))  # the heads side by side
-        o = qkv.split_heads(o2, B, Tq, 1, self.n_heads)[0]  # (B, H, Tq, Dh) view of it
+        # o2 (B·Tq, D): the heads side by side; o (B, H, Tq, Dh) its view, written in place
+        o2, (o,) = qkv.head_buffer(B, Tq, 1, self.n_heads, self.head_dim, np.result_type(q, v))
         _, p = F.attention(q, k, v, mask, self.attn_dropout, out=o)  # p (B, H, Tq, Tk)
         self.attn = p
         if cache is None:  # remember what backward needs

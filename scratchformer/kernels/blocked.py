@@ -3,7 +3,7 @@
 An Adam update is a dozen element-wise passes over p, grad, m and v. Run whole, each
 pass streams megabytes through memory; run block by block (``BLOCK`` elements of each
 array, all in L2 together), every pass after the first finds its data in cache. Blocks
-are independent, so ``split`` can share them among threads (``pool.executor``): the result does
+are independent, so ``split`` can share them among threads (``pool.run``): the result does
 not depend on the blocking or the thread count (``tests/kernels``).
 """
 

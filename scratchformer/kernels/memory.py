@@ -46,6 +46,6 @@ def keep_freed_memory() -> bool:
                 mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
                 _done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
                              and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-            except (OSError, AttributeError):
-                _done = False
+            except (OSError, AttributeError):  # no C library to load, or no mallopt in it
+                pass
     return _done

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -129,18 +128,6 @@ class _Crew:
 def num_threads() -> int:
     """How many parts a heavy operation is cut into now (1: plain NumPy calls)."""
     return _threads
-
-
-_executors: dict[tuple[int, int], ThreadPoolExecutor] = {}
-
-
-def executor(n: int) -> ThreadPoolExecutor:
-    """A shared executor of ``n`` threads (per process: a forked child cannot use its
-    parent's), for the optimizer's blocks (``training.optim``: one hand-off per step)."""
-    key = (os.getpid(), n)
-    if key not in _executors:
-        _executors[key] = ThreadPoolExecutor(n, thread_name_prefix="scratchformer")
-    return _executors[key]
 
 
 _crews: dict[int, _Crew] = {}

@@ -69,8 +69,9 @@ class Optimizer:
 
     _hyper: tuple[str, ...] = ("lr",)
     # NumPy releases the GIL inside element-wise loops, so the blocks of a large model
-    # (>= blocked.PARALLEL_MIN elements) are updated by k threads, with bit-identical
-    # results: k = ``opt.num_threads`` if set, else the worker pool's (``kernels.pool``).
+    # (>= blocked.PARALLEL_MIN elements) are cut into k parts shared among the worker
+    # pool's threads (``kernels.pool``), with bit-identical results: k = ``opt.num_threads``
+    # if set, else the pool's thread count.
     num_threads: int | None = None
 
     def __init__(self, params: Iterable, lr: float):
@@ -126,7 +127,11 @@ class Optimizer:
         if len(parts) == 1:
             self._run(parts[0], 0, consts)
         else:  # blocks are independent: the result does not depend on the thread count
-            list(pool.executor(len(parts)).map(self._run, parts, range(len(parts)), [consts] * len(parts)))
+            def some(lo, hi):  # part j uses scratch buffers of its own (worker j)
+                for j in range(lo, hi):
+                    self._run(parts[j], j, consts)
+
+            pool.run(some, len(parts), len(parts))
 
     def _run(self, blocks: list, worker: int, consts: tuple) -> None:
         for block in blocks:

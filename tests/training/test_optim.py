@@ -94,7 +94,7 @@ def test_step_updates_data_in_place_and_float32_stays_float32(cls, kw):
 
 @pytest.mark.parametrize("cls,kw", CONFIGS, ids=CONFIG_IDS)
 def test_threaded_step_is_bit_identical_to_one_thread(cls, kw, monkeypatch):
-    from scratchformer.kernels import blocked
+    from scratchformer.kernels import blocked, pool
     monkeypatch.setattr(blocked, "PARALLEL_MIN", 1)  # thread even these small parameters
     grads = grad_sequence(4, np.float32)
     results = []
@@ -102,7 +102,8 @@ def test_threaded_step_is_bit_identical_to_one_thread(cls, kw, monkeypatch):
         params = make_params(np.float32)
         opt = cls(params, **kw)
         opt.num_threads = threads
-        run(opt, params, grads)
+        with pool.threads(threads):  # the parts really run on that many threads
+            run(opt, params, grads)
         results.append([p.data for p in params])
     for other in results[1:]:
         for a, b in zip(results[0], other):
