@@ -164,7 +164,10 @@ def gelu_rows(x: np.ndarray, y: np.ndarray, dydx: np.ndarray | None) -> None:
     gelu'(x) = 0.5(1 + tanh z) + 0.5·x·(1 - tanh² z)·z',  z' = √(2/π)(1 + 3·0.044715x²).
 
     Computed through the identity 0.5(1 + tanh z) = σ(2z) = 1 / (1 + e^(-2z)): one exp
-    costs half a tanh in NumPy. With s = σ(2z) the two lines above read
+    instead of a tanh, which NumPy did not vectorise on the machine this was written on
+    (there one exp cost half a tanh). Where it does (AVX-512, NumPy 2.4.6 on Zen 4) the
+    tanh form is the faster one, by 12 % on a 256×256 block (95 vs 109 µs); GELU is about 1 %
+    of a training step, so the form stays. With s = σ(2z) the two lines above read
     gelu = x·s,  gelu' = s + x·s·(1 - s)·2z'.
     """
     x2 = x * x  # x²
