@@ -45,8 +45,8 @@ from ..models.gpt import GPTConfig
 from ..models.transformer import TransformerConfig
 from ..training.checkpoint import load, save
 from ..training.optim import AdamW
-from ..training.trainer import (TrainingDiverged, TrainingInterrupted, TrainResult, StopSignals,
-                                make_schedule, trainer_state)
+from ..training.trainer import (StopSignals, TrainingDiverged, TrainingInterrupted, TrainResult,
+                                make_schedule, quiet_float_errors, trainer_state)
 from .convert import to_numpy
 from .decoding import greedy_decode
 from .models import TorchGPT, TorchTransformer
@@ -245,8 +245,9 @@ class TorchTrainer:
                 f"training halted: {what} at step {step} (lr {self.schedule(step):.3g}); the "
                 f"weights were not updated with it. Try a lower learning rate, a longer warm-up "
                 f"or gradient clipping", step)
-        for m in self.monitors:
-            m.before_update(self, step)
+        with quiet_float_errors():  # the monitors' NumPy copies of diverging weights
+            for m in self.monitors:
+                m.before_update(self, step)
         try:
             self.opt.step()
         except RuntimeError as e:  # torch: lr / (1 - β₁ᵗ) beyond float32 ("without overflow")
@@ -257,8 +258,9 @@ class TorchTrainer:
                 f"{self.schedule(step):.3g}); no checkpoint was written with it. Try a lower "
                 f"learning rate", step) from None
         self.step = step
-        for m in self.monitors:
-            m.after_update(self, step, value / n_tok)
+        with quiet_float_errors():
+            for m in self.monitors:
+                m.after_update(self, step, value / n_tok)
         if step % cfg.log_every == 0 or step == cfg.steps:
             if env.enabled:  # the global mean loss, for the log
                 dist.all_reduce(local_sum)

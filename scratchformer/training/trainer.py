@@ -25,7 +25,8 @@ the run had never stopped. The same seeds give the same weights, batches and los
     result = trainer.fit()
 
 A loss or gradient norm that becomes NaN/inf halts training with ``TrainingDiverged``
-naming the step, before the optimizer can write garbage into the weights. Ctrl-C (SIGINT)
+naming the step, before the optimizer can write garbage into the weights (the step runs
+under ``quiet_float_errors()``: that message, not NumPy's RuntimeWarnings, tells of it). Ctrl-C (SIGINT)
 or SIGTERM during ``fit`` finishes the step under way, writes the checkpoint at that step
 (when there is an ``out_dir``; it resumes bit for bit like any other) and raises
 ``TrainingInterrupted`` (exit status 130 / 143 from the command line); a second signal
@@ -59,6 +60,14 @@ from .optim import SGD, Adam, AdamW, clip_grad_norm
 from .progress import Progress, format_metrics
 from .rundir import drop_records_after, start_fresh
 from .schedules import ConstantLR, NoamSchedule, WarmupCosine
+
+
+def quiet_float_errors():
+    """``np.errstate`` with NumPy's overflow, invalid and divide-by-zero warnings off, for
+    the work of a training step: its loss and gradient norm are checked for NaN/inf right
+    after it, and ``TrainingDiverged`` names the step, so a diverging run ends in that one
+    message instead of a page of RuntimeWarnings first. (The pool's parts inherit it.)"""
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -379,22 +388,23 @@ class Trainer:
         the window's mean loss every ``log_every`` steps. Returns the step's loss."""
         cfg, opt = self.config, self.optimizer
         batch = self.batch_fn(self.rng, step)
-        opt.zero_grad()
-        loss, n_tok = self.step_fn(self.model, batch, self.criterion)
-        if not math.isfinite(loss):
-            self._diverged(f"loss became {loss} at step {step}", step)
-        norm = clip_grad_norm(self.params, cfg.clip_norm or math.inf)  # inf: measure only
-        if not math.isfinite(norm):
-            self._diverged(f"gradient norm became {norm} at step {step} (loss {loss:.4g})", step)
-        for m in self.monitors:
-            if hasattr(m, "before_update"):
-                m.before_update(self, step)
-        opt.lr = self.schedule(step)
-        opt.step()
-        self.step = step
-        for m in self.monitors:
-            if hasattr(m, "after_update"):
-                m.after_update(self, step, loss)
+        with quiet_float_errors():  # a NaN or inf is caught below, by name
+            opt.zero_grad()
+            loss, n_tok = self.step_fn(self.model, batch, self.criterion)
+            if not math.isfinite(loss):
+                self._diverged(f"loss became {loss} at step {step}", step)
+            norm = clip_grad_norm(self.params, cfg.clip_norm or math.inf)  # inf: measure only
+            if not math.isfinite(norm):
+                self._diverged(f"gradient norm became {norm} at step {step} (loss {loss:.4g})", step)
+            for m in self.monitors:
+                if hasattr(m, "before_update"):
+                    m.before_update(self, step)
+            opt.lr = self.schedule(step)
+            opt.step()
+            self.step = step
+            for m in self.monitors:
+                if hasattr(m, "after_update"):
+                    m.after_update(self, step, loss)
         w = self._window
         w.add(loss, n_tok)
         if step % cfg.log_every == 0 or step == end:

@@ -148,6 +148,19 @@ def test_train_resume_prints_metrics_measured_now(tmp_path, capsys):
     assert "9.999" not in printed and "77.7%" not in printed and "after 4 steps" in printed
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # no NumPy warning before the line
+@pytest.mark.parametrize("command", [c for c in TRAINING_COMMANDS if c != "torch-train"])
+def test_a_diverging_run_ends_in_one_line_naming_the_step(command, tmp_path, capsys):
+    """Weights blown up by a huge learning rate: the NumPy commands stop with exit status 1
+    and one line naming the step, with no RuntimeWarning of the overflow on the way (the
+    monitor and the step run with NumPy's float warnings off; the trainer checks itself)."""
+    rc = main([*argv_for(command, run_out(command, tmp_path), tmp_path, steps=20), "--lr", "1e30"])
+    err = capsys.readouterr().err  # translate-train reports its data on stderr first
+    assert rc == 1 and "Traceback" not in err and "Warning" not in err, err
+    assert "training halted" in err.strip().splitlines()[-1] and "at step" in err
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # one line: no NumPy warnings before it
 def test_torch_train_nan_halts_and_never_writes_nan_weights(tmp_path, capsys):
     """A forced new run that diverges halts in one line (exit 1) and writes no checkpoint:
     the old run was erased at the new one's first step (--force), and NaN weights are

@@ -95,6 +95,27 @@ def test_run_shares_the_parts_among_threads():
     assert len(names) == 2
 
 
+def test_every_part_runs_under_the_callers_errstate():
+    """np.errstate lives in the caller's context: the helpers run their parts in a copy of
+    it, so a part on a helper thread sees the caller's setting, not NumPy's default."""
+    seen, lock, gate = {}, threading.Lock(), threading.Barrier(2, timeout=10)
+
+    def fn(lo, hi):
+        gate.wait()  # one part on each thread
+        with lock:
+            seen[threading.current_thread().name] = np.geterr()["over"]
+        np.float32(3e38) * np.float32(10)  # overflows: raises under "raise"
+
+    with pool.threads(2), np.errstate(over="raise"):
+        with pytest.raises(FloatingPointError):
+            pool.run(fn, 2, 2)
+    assert len(seen) == 2 and set(seen.values()) == {"raise"}
+    with pool.threads(2), np.errstate(over="ignore"):  # and nothing leaks into the next job
+        seen.clear()
+        pool.run(fn, 2, 2)
+    assert len(seen) == 2 and set(seen.values()) == {"ignore"}
+
+
 def test_run_inside_a_part_or_beside_a_running_one_runs_inline():
     """A part that cuts its own work, or another thread calling while the helpers are busy,
     runs its slices on its own thread, in turn: covered once, no deadlock."""

@@ -143,7 +143,7 @@ def test_inf_gradient_halts_naming_the_step(make_trainer):
         t.fit()
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow on the way to inf
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # the overflow on the way: no warning
 def test_huge_learning_rate_halts_instead_of_training_on_garbage(make_trainer):
     task = copy_task()
     t = make_trainer(task, steps=200, lr=1e6, clip_norm=None, warmup=0, dropout=0.0)
