@@ -32,7 +32,7 @@ import numpy as np
 from ..core.checks import check_int, check_real
 from ..core.functional import causal_mask, log_softmax, padding_mask
 from ..core.tokens import BOS, EOS
-from .sampling import check_sampling, make_rng, sample_next
+from .sampling import check_logits, check_sampling, make_rng, sample_next
 
 
 # ---- shared machinery ------------------------------------------------------------------
@@ -121,7 +121,7 @@ def greedy_decode(model, src, max_len: int, bos_id: int = BOS, eos_id: int = EOS
     ``src_mask`` (B, 1, 1, S), True = may attend, defaults to ``padding_mask(src, pad_id)``.
     """
     return _decode_loop("greedy_decode", model, src, max_len, bos_id, eos_id, use_cache,
-                        src_mask, lambda logits: logits.argmax(axis=-1))
+                        src_mask, lambda logits: sample_next(logits, temperature=0.0))
 
 
 # ---- sampling --------------------------------------------------------------------------
@@ -174,7 +174,9 @@ def beam_search(model, src, beam_size: int, max_len: int, bos_id: int = BOS, eos
     with model.eval_mode():
         beams = _Beams(model, src, src_mask, K, bos_id, use_cache)
         for t in range(max_len):
-            logp = log_softmax(beams.next_logits().astype(np.float64))  # (N·K, V)
+            logits = beams.next_logits()
+            check_logits(logits)  # a diverged model: an error naming it, not a NaN ranking
+            logp = log_softmax(logits.astype(np.float64))  # (N·K, V)
             flat, score = _rank(beams.scores, logp, min(2 * K, K * V))  # (N, C) each, ranked
             parent, tok = np.divmod(flat, V)  # (N, C): the beam extended, the token added
             is_eos = tok == eos_id

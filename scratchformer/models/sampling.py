@@ -26,6 +26,10 @@ from ..core.functional import softmax
 SAMPLING_STREAM = 2  # the model's streams from its config seed: weights seed, dropout [seed, 1]
 
 
+class NonFiniteLogits(ValueError):
+    """The logits to draw from hold NaN or +inf: the model's output is not finite."""
+
+
 def make_rng(rng_or_seed=None, model_seed: int = 0) -> np.random.Generator:
     """The generator a decoder samples from: ``rng_or_seed`` itself if it is a
     ``np.random.Generator`` (its state advances: two calls draw differently), a new one
@@ -48,6 +52,18 @@ def check_sampling(temperature, top_k) -> tuple[float, int | None]:
     return temperature, None if top_k is None else check_int("top_k", top_k, low=1)
 
 
+def check_logits(logits: np.ndarray) -> None:
+    """``NonFiniteLogits`` naming the first row of ``logits`` (N, V) with a NaN or +inf:
+    a diverged model's output, from which no token can be chosen. -inf is allowed (a token
+    masked out)."""
+    bad = np.isnan(logits) | (logits == np.inf)
+    if bad.any():
+        row = int(bad.any(axis=-1).argmax())
+        raise NonFiniteLogits(f"logits of row {row} hold {'NaN' if np.isnan(logits[row]).any() else '+inf'}: "
+                              f"the model's output is not finite (diverged or overflowing weights?); "
+                              f"there is no token to choose")
+
+
 def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
                 rng=None) -> np.ndarray:
     """logits (N, V) → one token id per row (N,), int64.
@@ -57,6 +73,7 @@ def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None 
     uniform per row. ``temperature=0`` or ``top_k=1``: argmax, no random number drawn.
     ``rng``: as ``make_rng``; a decoder makes one generator and passes it at every step
     (None here would start the same stream, model seed 0, at each call).
+    Logits with NaN or +inf raise ``NonFiniteLogits`` (a ValueError) naming the row.
     """
     temperature, top_k = check_sampling(temperature, top_k)
     logits = np.asarray(logits)
@@ -64,6 +81,7 @@ def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None 
         raise TypeError(f"logits must be a float array, got dtype {logits.dtype}")
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (N, V), got shape {logits.shape}")
+    check_logits(logits)
     if top_k == 1 or temperature == 0:
         return logits.argmax(axis=-1).astype(np.int64)
     N, V = logits.shape

@@ -40,10 +40,12 @@ import numpy as np
 
 from ..core.checks import check_int
 from ..core.tokens import BOS, EOS
+from ..models.sampling import NonFiniteLogits
 from .snapshots import read_snapshots, write_snapshots
 
 DEFAULT_EVERY = 25        # steps between "grads" records (overhead: docs/training.md)
 MAX_BYTES = 5_000_000     # bound on snapshots.safetensors
+NOT_FINITE = "(not finite: the weights of this step overflow the model)"  # a snapshot's output then
 EMBEDDINGS = ("src_embed", "tgt_embed", "tok_embed", "pos_embed")
 HEADS = ("generator", "lm_head")
 
@@ -211,7 +213,10 @@ class TrainingMonitor:
             self.probe.forward(model)
             maps = {name: np.array(a[0], dtype=np.float32)  # (H, Tq, Tk)
                     for name, a in model.attention_maps().items() if name in self.modules}
-            self.outputs[step] = self.probe.decode(model)
+            try:
+                self.outputs[step] = self.probe.decode(model)
+            except NonFiniteLogits:  # this step's update overflowed: the trainer halts on it
+                self.outputs[step] = NOT_FINITE
         self.snapshots[step] = maps
         if self.out_dir:
             write_snapshots(self.out_dir, self.index(), self.snapshots)

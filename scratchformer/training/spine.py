@@ -18,7 +18,8 @@ below is the part every kind shares:
         with open_run(cfg.out, ...):             run directory checked, locked (rundir.py)
             job = kind.build(cfg, state)         data, model, optimizer, schedule, Trainer
             trainer.resume(checkpoint)           bit for bit
-            fit → kind.finish(job, result)       final evaluation, scores, files
+            fit → kind.finish(job, result)       final evaluation, scores, files (a NaN
+                                                 loss or NaN logits there: TrainingDiverged)
 
 Under ``torchrun`` (WORLD_SIZE > 1) the NumPy kinds train data-parallel
 (``training.distributed``): every process trains on its share of each global batch, and
@@ -36,8 +37,9 @@ from typing import Any
 
 from ..core.checks import check_bool, check_choice, check_int
 from ..kernels import pool
+from ..models.sampling import NonFiniteLogits
 from .checkpoint import load
-from .trainer import TrainConfig, trainer_state
+from .trainer import TrainConfig, Trainer, quiet_float_errors, trainer_state
 
 NORMS = ("pre", "post")
 
@@ -256,7 +258,17 @@ def run(cfg: RunConfig, kind: Kind) -> RunResult:
             if ckpt is not None:
                 job.trainer.resume(ckpt)
             result = job.trainer.fit()
-            out = kind.finish(cfg, job, result, t0)
+            if not isinstance(job.trainer, Trainer):  # torch-train's trainer checks its own
+                out = kind.finish(cfg, job, result, t0)
+            else:  # weights that overflow the model show first here: named, not warned about
+                saved = cfg.out is not None and owner  # fit saved its last step's weights
+                when = f"in the final evaluation, after step {job.trainer.step}"
+                try:
+                    with quiet_float_errors():
+                        out = kind.finish(cfg, job, result, t0)
+                except NonFiniteLogits:  # the final decoding (test scores, samples) met them
+                    job.trainer.halt_on_non_finite_output(when, saved)
+                job.trainer.halt_if_not_finite(out.metrics, when, saved)
             out.rank = 0 if parallel is None else parallel.rank
             return out
 

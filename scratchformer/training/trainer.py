@@ -419,8 +419,10 @@ class Trainer:
         cfg, step = self.config, self.step
         if self.evaluate is None or not cfg.eval_every or (step % cfg.eval_every and step != end):
             return False
-        metrics = self.run_eval()
+        with quiet_float_errors():  # an overflowing model: named just below
+            metrics = self.run_eval()
         bar.write(f"step {step:>6}  eval  {format_metrics(metrics)}")
+        self.halt_if_not_finite(metrics, f"when evaluated after step {step}")
         self._window.t0 = time.perf_counter()  # tokens/s counts training time only
         return True
 
@@ -447,14 +449,38 @@ class Trainer:
                       "eval_time_s": time.perf_counter() - t0})
         return metrics
 
-    def _diverged(self, what: str, step: int):
+    def halt_if_not_finite(self, metrics: dict, when: str, saved: bool = False) -> None:
+        """Raise ``TrainingDiverged`` if a loss in ``metrics`` (a name with "loss" in it) is
+        NaN or inf: the weights of step ``self.step`` overflow the model. ``when`` says which
+        evaluation found it; ``saved``: the run's checkpoint already holds those weights (the
+        final evaluation, after ``fit`` saved them), else they are not saved."""
+        bad = [k for k, v in metrics.items()
+               if "loss" in k and isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            self._diverged(f"{bad[0]} became {metrics[bad[0]]} {when}", self.step,
+                           weights="saved" if saved else "not saved")
+
+    def halt_on_non_finite_output(self, when: str, saved: bool = False):
+        """Raise ``TrainingDiverged`` for a decoder's ``NonFiniteLogits`` met ``when``: the
+        weights of step ``self.step`` overflow the model (``saved``: as above)."""
+        self._diverged(f"the model's output became NaN or inf {when}", self.step,
+                       weights="saved" if saved else "not saved")
+
+    def _diverged(self, what: str, step: int, weights: str = "not updated"):
+        """Record and raise ``TrainingDiverged``. ``weights``: "not updated" (the loss or the
+        gradient of the step, before its update), "not saved" or "saved" (an evaluation after
+        the update: its weights overflow the model; whether the checkpoint holds them)."""
         self.record({"kind": "diverged", "step": step, "message": what})
-        hint = (f"; the last checkpoint is {os.path.join(self.out_dir, 'checkpoint.safetensors')}"
-                if self.out_dir and os.path.exists(os.path.join(self.out_dir, "checkpoint.safetensors"))
-                else "")
-        raise TrainingDiverged(f"training halted: {what} (lr {self.schedule(step):.3g}); the "
-                               f"weights were not updated with it. Try a lower learning rate, a "
-                               f"longer warm-up or gradient clipping{hint}", step)
+        ckpt = os.path.join(self.out_dir, "checkpoint.safetensors") if self.out_dir else None
+        state = {"not updated": "the weights were not updated with it",
+                 "not saved": "this step's weights overflow the model and are not saved",
+                 "saved": f"this step's weights overflow the model, and the checkpoint {ckpt} "
+                          f"holds them"}[weights]
+        hint = (f"; the last checkpoint is {ckpt}" if weights != "saved" and ckpt
+                and os.path.exists(ckpt) else "")
+        raise TrainingDiverged(f"training halted: {what} (lr {self.schedule(step):.3g}); {state}. "
+                               f"Try a lower learning rate, a longer warm-up or gradient "
+                               f"clipping{hint}", step)
 
     def record(self, rec: dict):
         """Append ``rec`` (JSON-able) to the history and to ``out_dir/metrics.jsonl``."""

@@ -1,5 +1,6 @@
 """Property-based fuzzing of every command: whatever the flags, a command exits 0 or prints
-one line ``scratchformer...: error: ...`` and exits 2 — never a traceback.
+one line ``scratchformer...: error: ...`` and exits 2 — never a traceback, never a
+RuntimeWarning.
 
 - the checkpoint commands (eval, decode, gpt sample, translate, attention): one flag with
   any text as its value;
@@ -29,6 +30,7 @@ VALUES = st.one_of(
                      "1_000", " 3", "0x10", "\u00e9"]),
     st.text(max_size=6),
 )
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")  # a NumPy warning fails a case
 FUZZ = settings(max_examples=30, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 TRAINING = ("train", "gpt train", "translate-train", "torch-train")

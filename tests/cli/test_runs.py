@@ -149,15 +149,25 @@ def test_train_resume_prints_metrics_measured_now(tmp_path, capsys):
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # no NumPy warning before the line
-@pytest.mark.parametrize("command", [c for c in TRAINING_COMMANDS if c != "torch-train"])
-def test_a_diverging_run_ends_in_one_line_naming_the_step(command, tmp_path, capsys):
+@pytest.mark.parametrize("command, steps", [("train", 20), ("gpt train", 20), ("translate-train", 20),
+                                           ("train", 1), ("gpt train", 1)])
+def test_a_diverging_run_ends_in_one_line_naming_the_step(command, steps, tmp_path, capsys):
     """Weights blown up by a huge learning rate: the NumPy commands stop with exit status 1
     and one line naming the step, with no RuntimeWarning of the overflow on the way (the
-    monitor and the step run with NumPy's float warnings off; the trainer checks itself)."""
-    rc = main([*argv_for(command, run_out(command, tmp_path), tmp_path, steps=20), "--lr", "1e30"])
+    monitor and the step run with NumPy's float warnings off; the trainer checks itself).
+    With one step the blow-up shows only in the final evaluation, after fit saved that
+    step: halted there too, saying the checkpoint holds those weights. (The tiny
+    translate-train run evaluates nothing at its end: --eval-every 0, no test beams.)"""
+    out = run_out(command, tmp_path)
+    rc = main([*argv_for(command, out, tmp_path, steps=steps), "--lr", "1e37", "--warmup", "0",
+                "--min-lr-ratio", "1"])
     err = capsys.readouterr().err  # translate-train reports its data on stderr first
     assert rc == 1 and "Traceback" not in err and "Warning" not in err, err
-    assert "training halted" in err.strip().splitlines()[-1] and "at step" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("scratchformer: error: training halted") and "step" in last, err
+    if steps == 1:  # found by the final evaluation: fit had saved that step, and says so
+        assert "in the final evaluation" in last and "the checkpoint" in last, err
+        assert "holds them" in last and "the last checkpoint is" not in last, err
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # one line: no NumPy warnings before it

@@ -99,3 +99,38 @@ def test_clear_errors():
         sample_next(z[0])
     with pytest.raises(TypeError, match="logits must be a float array"):
         sample_next(z.astype(np.int64))
+
+
+@pytest.mark.parametrize("value, name", [(np.nan, "NaN"), (np.inf, r"\+inf")])
+@pytest.mark.parametrize("kw", [{}, {"temperature": 0}, {"top_k": 3}])
+def test_non_finite_logits_are_refused_naming_the_row(value, name, kw):
+    """A diverged model's NaN (or +inf) logits: an error naming the row, never a silent
+    token 0 (NaN compares false everywhere) or argmax's pick of the NaN. -inf stays a
+    masked token."""
+    z = random_logits()
+    z[2, 5] = value
+    with pytest.raises(ValueError, match=rf"logits of row 2 hold {name}: the model's output is not finite"):
+        sample_next(z, rng=0, **kw)
+    z[2, 5] = -np.inf
+    assert sample_next(z, rng=0, **kw).shape == (z.shape[0],)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the forward pass meeting the inf
+def test_every_decoder_refuses_a_model_whose_output_is_not_finite(make_transformer, make_gpt):
+    """A diverged model (here: one output weight NaN): greedy, beam and sampled decoding
+    and GPT.generate raise NonFiniteLogits naming it, instead of returning the token ids
+    that argmax or a NaN comparison happen to give."""
+    from scratchformer.models.decoding import beam_search, greedy_decode, sample_decode
+    from scratchformer.models.sampling import NonFiniteLogits
+
+    model = make_transformer()
+    model.generator.weight.data[4, 0] = np.nan
+    src = np.array([[3, 4, 5, 6, 2]])
+    for decode in (lambda: greedy_decode(model, src, 6), lambda: beam_search(model, src, 3, 6),
+                   lambda: sample_decode(model, src, 6, rng=0)):
+        with pytest.raises(NonFiniteLogits, match="logits of row 0 hold NaN"):
+            decode()
+    gpt = make_gpt()
+    gpt.lm_head.weight.data[1, 0] = np.inf
+    with pytest.raises(NonFiniteLogits, match="the model's output is not finite"):
+        gpt.generate(np.array([[1, 2]]), 3, rng=0)

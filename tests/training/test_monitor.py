@@ -182,6 +182,21 @@ def test_snapshots_hold_the_probe_attention_and_greedy_output(tmp_path):
     assert len(read_safetensors(tmp_path / TENSORS)) == len(back["steps"]) * len(mon.modules)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # this test's own forward pass of a NaN weight
+def test_a_snapshot_of_weights_that_overflow_records_that_instead_of_raising():
+    """A step whose update blew the weights up: the probe's decoding meets NaN logits. The
+    monitor, an observer, writes that into the snapshot's output and lets the trainer halt
+    the run (its evaluation or next step names it)."""
+    from scratchformer.training.monitor import NOT_FINITE
+
+    tr = task_trainer(copy_task(), steps=12, dropout=0.0, monitor=True)
+    tr.fit(until=2)
+    tr.model.generator.weight.data[:] = np.nan
+    tr.monitors[0].snapshot(tr.model, 3)
+    assert tr.monitors[0].outputs[3] == NOT_FINITE
+    assert tr.monitors[0].outputs[2] != NOT_FINITE
+
+
 def test_snapshots_are_thinned_to_fit_max_bytes(tmp_path):
     task = copy_task()
     probe = monitor_for_task(task, task_trainer(task).model)  # its size per snapshot

@@ -8,9 +8,10 @@ import pytest
 
 import scratchformer as sf
 from scratchformer.data.tasks import get_task
+from scratchformer.training.checkpoint import load
 from scratchformer.training.recipes import Seq2SeqEvaluator, TaskTrainConfig, train_task
 from scratchformer.training.trainer import (TrainConfig, Trainer, TrainingDiverged, lm_step,
-                                            make_schedule, seq2seq_step)
+                                            make_schedule, seq2seq_step, trainer_state)
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +142,24 @@ def test_inf_gradient_halts_naming_the_step(make_trainer):
     t.step_fn = poisoned
     with pytest.raises(TrainingDiverged, match=r"gradient norm became inf at step 2"):
         t.fit()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_evaluation_loss_halts_and_saves_nothing_of_that_step(make_trainer, tmp_path,
+                                                                         value):
+    """Weights that overflow the model show first in an evaluation after the update (the
+    run's last step, say): the run halts there naming it, and no checkpoint holds them."""
+    task = copy_task()
+    t = make_trainer(task, steps=10, out_dir=tmp_path, eval_every=2, checkpoint_every=2)
+    t.evaluate = lambda model: {"val_loss": value if t.step == 4 else 1.0, "exact_match": 0.0}
+    with pytest.raises(TrainingDiverged, match=rf"val_loss became {value} when evaluated after "
+                                               rf"step 4 .*not saved") as info:
+        t.fit()
+    assert info.value.step == 4 and t.step == 4
+    saved = trainer_state(load(tmp_path / "checkpoint.safetensors")[2])
+    assert saved["step"] == 2  # the one before: nothing of step 4
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["kind"] == "diverged" and records[-1]["step"] == 4
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # the overflow on the way: no warning
