@@ -53,16 +53,27 @@ def _version() -> str:
 
 # ---- entry point ------------------------------------------------------------------------------
 def main(argv=None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    A command runs with NumPy's float warnings off (``quiet_float_errors``): a NaN or inf
+    shows in the numbers it prints, or as one named error (a diverged run, a decoder's
+    ``NonFiniteLogits``), never as a page of RuntimeWarnings first."""
+    from ..models.sampling import NonFiniteLogits
+    from ..training.trainer import quiet_float_errors
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, usage errors: return the status, don't exit
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     try:
-        return int(args.func(args) or 0)
+        with quiet_float_errors():
+            return int(args.func(args) or 0)
     except CLIError as e:
         print(f"scratchformer: error: {describe(e)}", file=sys.stderr)
+        return 2
+    except NonFiniteLogits as e:  # a checkpoint whose weights overflow the model
+        print(f"scratchformer: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # an unusable path the command did not foresee: still one line
         print(f"scratchformer: error: {describe(e)}", file=sys.stderr)

@@ -170,6 +170,23 @@ def test_a_diverging_run_ends_in_one_line_naming_the_step(command, steps, tmp_pa
         assert "holds them" in last and "the last checkpoint is" not in last, err
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("trained, use", [("gpt train", ["gpt", "sample", "--tokens", "3"]),
+                                          ("train", ["decode", "--input", "3 4 1"]),
+                                          ("train", ["eval"])])
+def test_a_checkpoint_whose_weights_overflow_gives_one_named_error(trained, use, tmp_path, capsys):
+    """The checkpoint a one-step run left when its final evaluation found the weights
+    overflowing (the message said it holds them): sampling, decoding or evaluating it is
+    one named error (exit 2), with no RuntimeWarning before it."""
+    out = run_out(trained, tmp_path)
+    argv = [*argv_for(trained, out, tmp_path, steps=1), "--lr", "1e37", "--warmup", "0",
+            "--min-lr-ratio", "1"]
+    assert main(argv) == 1
+    capsys.readouterr()
+    err = one_line_error(capsys, 2, main([*use, "--checkpoint", str(out / "checkpoint.safetensors")]))
+    assert "the model's output is not finite" in err
+
+
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # one line: no NumPy warnings before it
 def test_torch_train_nan_halts_and_never_writes_nan_weights(tmp_path, capsys):
     """A forced new run that diverges halts in one line (exit 1) and writes no checkpoint:
