@@ -59,9 +59,10 @@ def check_logits(logits: np.ndarray) -> None:
     bad = np.isnan(logits) | (logits == np.inf)
     if bad.any():
         row = int(bad.any(axis=-1).argmax())
-        raise NonFiniteLogits(f"logits of row {row} hold {'NaN' if np.isnan(logits[row]).any() else '+inf'}: "
-                              f"the model's output is not finite (diverged or overflowing weights?); "
-                              f"there is no token to choose")
+        what = "NaN" if np.isnan(logits[row]).any() else "+inf"
+        raise NonFiniteLogits(f"logits of row {row} hold {what}: the model's output is not "
+                              f"finite (diverged or overflowing weights?); there is no token "
+                              f"to choose")
 
 
 def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,

@@ -25,8 +25,10 @@ the run had never stopped. The same seeds give the same weights, batches and los
     result = trainer.fit()
 
 A loss or gradient norm that becomes NaN/inf halts training with ``TrainingDiverged``
-naming the step, before the optimizer can write garbage into the weights (the step runs
-under ``quiet_float_errors()``: that message, not NumPy's RuntimeWarnings, tells of it). Ctrl-C (SIGINT)
+naming the step, before the optimizer can write garbage into the weights; so does an
+evaluation that finds the updated weights overflow the model (a NaN/inf loss, or a
+decoder's ``NonFiniteLogits``). The step runs under ``quiet_float_errors()``: that message,
+not NumPy's RuntimeWarnings, tells of it. Ctrl-C (SIGINT)
 or SIGTERM during ``fit`` finishes the step under way, writes the checkpoint at that step
 (when there is an ``out_dir``; it resumes bit for bit like any other) and raises
 ``TrainingInterrupted`` (exit status 130 / 143 from the command line); a second signal
@@ -54,6 +56,7 @@ import numpy as np
 from ..core.checks import check_int
 from ..core.loss import CrossEntropyLoss
 from ..kernels import pool
+from ..models.sampling import NonFiniteLogits
 from .checkpoint import load, save
 from .muon import MuonAdamW
 from .optim import SGD, Adam, AdamW, clip_grad_norm
@@ -71,7 +74,8 @@ def quiet_float_errors():
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss or the gradient norm became NaN or infinite; ``.step`` says when."""
+    """The loss or the gradient norm became NaN or infinite, or an evaluation found the
+    model's output so (its weights overflow it); ``.step`` says when."""
 
     def __init__(self, message: str, step: int):
         super().__init__(message)
@@ -419,8 +423,11 @@ class Trainer:
         cfg, step = self.config, self.step
         if self.evaluate is None or not cfg.eval_every or (step % cfg.eval_every and step != end):
             return False
-        with quiet_float_errors():  # an overflowing model: named just below
-            metrics = self.run_eval()
+        try:
+            with quiet_float_errors():  # an overflowing model: named just below
+                metrics = self.run_eval()
+        except NonFiniteLogits:  # the evaluator's decoding met the overflow first
+            self.halt_on_non_finite_output(f"when evaluated after step {step}")
         bar.write(f"step {step:>6}  eval  {format_metrics(metrics)}")
         self.halt_if_not_finite(metrics, f"when evaluated after step {step}")
         self._window.t0 = time.perf_counter()  # tokens/s counts training time only

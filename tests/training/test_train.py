@@ -144,16 +144,26 @@ def test_inf_gradient_halts_naming_the_step(make_trainer):
         t.fit()
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf")])
-def test_a_non_finite_evaluation_loss_halts_and_saves_nothing_of_that_step(make_trainer, tmp_path,
-                                                                         value):
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "decoding"])
+def test_a_non_finite_evaluation_halts_and_saves_nothing_of_that_step(make_trainer, tmp_path,
+                                                                    value):
     """Weights that overflow the model show first in an evaluation after the update (the
-    run's last step, say): the run halts there naming it, and no checkpoint holds them."""
+    run's last step, say): a NaN/inf loss, or NaN logits met by the evaluator's decoding.
+    The run halts there naming it, and no checkpoint holds those weights."""
+    from scratchformer.models.sampling import NonFiniteLogits
+
     task = copy_task()
     t = make_trainer(task, steps=10, out_dir=tmp_path, eval_every=2, checkpoint_every=2)
-    t.evaluate = lambda model: {"val_loss": value if t.step == 4 else 1.0, "exact_match": 0.0}
-    with pytest.raises(TrainingDiverged, match=rf"val_loss became {value} when evaluated after "
-                                               rf"step 4 .*not saved") as info:
+
+    def evaluate(model):
+        if t.step == 4 and value == "decoding":
+            raise NonFiniteLogits("logits of row 0 hold NaN")
+        return {"val_loss": value if t.step == 4 else 1.0, "exact_match": 0.0}
+
+    t.evaluate = evaluate
+    what = ("the model's output became NaN or inf" if value == "decoding"
+            else f"val_loss became {value}")
+    with pytest.raises(TrainingDiverged, match=rf"{what} when evaluated after step 4 .*not saved") as info:
         t.fit()
     assert info.value.step == 4 and t.step == 4
     saved = trainer_state(load(tmp_path / "checkpoint.safetensors")[2])
