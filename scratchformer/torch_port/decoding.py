@@ -16,6 +16,7 @@ import torch
 
 from ..core.checks import check_int
 from ..core.tokens import BOS, EOS
+from ..models.sampling import check_logits
 from .models import causal_mask, check_tokens
 
 
@@ -38,6 +39,8 @@ def greedy_decode(model, src, max_len: int, bos_id: int = BOS, eos_id: int = EOS
         for _ in range(max_len):
             # causal mask only: a generated PAD is an ordinary token, as in NumPy's decoder
             logits = model.decode(memory, ys, src_mask, causal_mask(ys.shape[1], ys.device))[:, -1]
+            if bool((torch.isnan(logits) | (logits == float("inf"))).any()):
+                check_logits(logits.float().cpu().numpy())  # NonFiniteLogits, as NumPy's decoders
             nxt = logits.argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, cfg.pad_id), nxt)
             ys = torch.cat([ys, nxt[:, None]], dim=1)

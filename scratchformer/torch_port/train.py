@@ -42,6 +42,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..models.gpt import GPTConfig
+from ..models.sampling import NonFiniteLogits
 from ..models.transformer import TransformerConfig
 from ..training.checkpoint import load, save
 from ..training.optim import AdamW
@@ -214,12 +215,19 @@ class TorchTrainer:
                     m.end(self)
             elapsed = time.perf_counter() - t0
             self.model.eval()
-            metrics = evaluate(self.model, self.data, cfg) if env.main else {}
-            self._report(metrics, elapsed, first)
-            if self.out_dir:
-                self.save(self._ckpt())
+            try:
+                metrics = evaluate(self.model, self.data, cfg) if env.main else {}
+            except NonFiniteLogits:  # the last update left weights that overflow the model
+                metrics = {"val_loss": math.nan}
+            overflow = not math.isfinite(metrics.get("val_loss", 0.0))  # rank 0 only knows
+            if not overflow:
+                self._report(metrics, elapsed, first)
+                if self.out_dir:
+                    self.save(self._ckpt())
             if env.enabled:
                 dist.barrier()
+            if overflow:
+                self._diverged_after_update()
         finally:
             env.close()
         return TrainResult(self.step, "steps", elapsed, self.summary.get("final_loss", math.nan),
@@ -270,6 +278,18 @@ class TorchTrainer:
             self.record(rec)
             ms = 1000 * (now - t0) / (step - first)
             self.log(f"step {step:6d}  loss {rec['loss']:.4f}  lr {rec['lr']:.2e}  {ms:.1f} ms/step")
+
+    def _diverged_after_update(self) -> None:
+        """The final evaluation found the model's output NaN or inf: the last update's
+        weights overflow it. Halt as a diverged step does; the final checkpoint is not
+        written with those weights."""
+        what = (f"the model's output became NaN or inf in the final evaluation, after step "
+                f"{self.step}")
+        self.record({"kind": "diverged", "step": self.step, "message": what})
+        raise TrainingDiverged(
+            f"training halted: {what} (lr {self.schedule(self.step):.3g}); this step's weights "
+            f"overflow the model and are not saved. Try a lower learning rate, a longer warm-up "
+            f"or gradient clipping", self.step)
 
     def _report(self, metrics: dict, elapsed: float, first: int) -> None:
         losses = [(r["step"], r["loss"]) for r in self.history if r["kind"] == "train"]

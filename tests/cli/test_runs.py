@@ -150,22 +150,27 @@ def test_train_resume_prints_metrics_measured_now(tmp_path, capsys):
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # no NumPy warning before the line
 @pytest.mark.parametrize("command, steps", [("train", 20), ("gpt train", 20), ("translate-train", 20),
-                                           ("train", 1), ("gpt train", 1)])
+                                           ("train", 1), ("gpt train", 1), ("torch-train", 1)])
 def test_a_diverging_run_ends_in_one_line_naming_the_step(command, steps, tmp_path, capsys):
     """Weights blown up by a huge learning rate: the NumPy commands stop with exit status 1
     and one line naming the step, with no RuntimeWarning of the overflow on the way (the
     monitor and the step run with NumPy's float warnings off; the trainer checks itself).
     With one step the blow-up shows only in the final evaluation, after fit saved that
-    step: halted there too, saying the checkpoint holds those weights. (The tiny
-    translate-train run evaluates nothing at its end: --eval-every 0, no test beams.)"""
+    step: halted there too, saying the checkpoint holds those weights (torch-train
+    evaluates before its final save, and does not save them). (The tiny translate-train run
+    evaluates nothing at its end: --eval-every 0, no test beams.)"""
     out = run_out(command, tmp_path)
+    extra = ["--eval-size", "8"] if command == "torch-train" else []
     rc = main([*argv_for(command, out, tmp_path, steps=steps), "--lr", "1e37", "--warmup", "0",
-                "--min-lr-ratio", "1"])
+                "--min-lr-ratio", "1", *extra])
     err = capsys.readouterr().err  # translate-train reports its data on stderr first
     assert rc == 1 and "Traceback" not in err and "Warning" not in err, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("scratchformer: error: training halted") and "step" in last, err
-    if steps == 1:  # found by the final evaluation: fit had saved that step, and says so
+    if steps == 1 and command == "torch-train":
+        assert "in the final evaluation" in last and "not saved" in last, err
+        assert not (out / "checkpoint.safetensors").exists()
+    elif steps == 1:  # found by the final evaluation: fit had saved that step, and says so
         assert "in the final evaluation" in last and "the checkpoint" in last, err
         assert "holds them" in last and "the last checkpoint is" not in last, err
 

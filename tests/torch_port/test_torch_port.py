@@ -189,6 +189,20 @@ def test_torch_greedy_decode_gives_numpy_greedy_tokens():
     np.testing.assert_array_equal(got, want)
 
 
+def test_torch_greedy_decode_refuses_nan_logits_as_numpy_does():
+    """A NaN output weight: both greedy decoders raise the same NonFiniteLogits."""
+    from scratchformer.models.sampling import NonFiniteLogits
+
+    nm = _perturbed(sf.Transformer(_tcfg()), seed=5)
+    nm.generator.weight.data[3, 0] = np.nan
+    src, _ = _batch(seed=4, B=6)
+    with pytest.raises(NonFiniteLogits) as numpy_error:
+        sf.greedy_decode(nm, src, max_len=10)
+    with pytest.raises(NonFiniteLogits) as torch_error:
+        torch_greedy(to_torch(nm), src, max_len=10)
+    assert str(torch_error.value) == str(numpy_error.value)
+
+
 @pytest.mark.parametrize("kw", [{}, GPT2_LIKE], ids=["sinusoidal", "learned"])
 def test_torch_gpt_greedy_generate_matches_numpy_past_max_len(kw):
     nm = _perturbed(GPT(_gcfg(**kw)), seed=6)
