@@ -46,8 +46,9 @@ from ..models.sampling import NonFiniteLogits
 from ..models.transformer import TransformerConfig
 from ..training.checkpoint import load, save
 from ..training.optim import AdamW
-from ..training.trainer import (StopSignals, TrainingDiverged, TrainingInterrupted, TrainResult,
-                                make_schedule, quiet_float_errors, trainer_state)
+from ..training.trainer import (NOT_SAVED, NOT_UPDATED, StopSignals, TrainingDiverged,
+                                TrainingInterrupted, TrainResult, diverged, make_schedule,
+                                quiet_float_errors, trainer_state)
 from .convert import to_numpy
 from .decoding import greedy_decode
 from .models import TorchGPT, TorchTransformer
@@ -249,10 +250,7 @@ class TorchTrainer:
         if not (math.isfinite(value) and math.isfinite(norm)):
             what = (f"loss became {value / n_tok:g}" if not math.isfinite(value)
                     else f"gradient norm became {norm:g}")
-            raise TrainingDiverged(
-                f"training halted: {what} at step {step} (lr {self.schedule(step):.3g}); the "
-                f"weights were not updated with it. Try a lower learning rate, a longer warm-up "
-                f"or gradient clipping", step)
+            raise diverged(f"{what} at step {step}", step, self.schedule(step), NOT_UPDATED)
         with quiet_float_errors():  # the monitors' NumPy copies of diverging weights
             for m in self.monitors:
                 m.before_update(self, step)
@@ -286,10 +284,7 @@ class TorchTrainer:
         what = (f"the model's output became NaN or inf in the final evaluation, after step "
                 f"{self.step}")
         self.record({"kind": "diverged", "step": self.step, "message": what})
-        raise TrainingDiverged(
-            f"training halted: {what} (lr {self.schedule(self.step):.3g}); this step's weights "
-            f"overflow the model and are not saved. Try a lower learning rate, a longer warm-up "
-            f"or gradient clipping", self.step)
+        raise diverged(what, self.step, self.schedule(self.step), NOT_SAVED)
 
     def _report(self, metrics: dict, elapsed: float, first: int) -> None:
         losses = [(r["step"], r["loss"]) for r in self.history if r["kind"] == "train"]

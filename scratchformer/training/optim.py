@@ -28,6 +28,7 @@ update run on data that is still in the CPU cache (optionally on several threads
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 
@@ -127,11 +128,8 @@ class Optimizer:
         if len(parts) == 1:
             self._run(parts[0], 0, consts)
         else:  # blocks are independent: the result does not depend on the thread count
-            def some(lo, hi):  # part j uses scratch buffers of its own (worker j)
-                for j in range(lo, hi):
-                    self._run(parts[j], j, consts)
-
-            pool.run(some, len(parts), len(parts))
+            pool.run_tasks([functools.partial(self._run, blocks, j, consts)  # part j: worker
+                            for j, blocks in enumerate(parts)])  # j's own scratch buffers
 
     def _run(self, blocks: list, worker: int, consts: tuple) -> None:
         for block in blocks:

@@ -37,9 +37,8 @@ from typing import Any
 
 from ..core.checks import check_bool, check_choice, check_int
 from ..kernels import pool
-from ..models.sampling import NonFiniteLogits
 from .checkpoint import load
-from .trainer import TrainConfig, Trainer, quiet_float_errors, trainer_state
+from .trainer import TrainConfig, Trainer, trainer_state
 
 NORMS = ("pre", "post")
 
@@ -263,11 +262,8 @@ def run(cfg: RunConfig, kind: Kind) -> RunResult:
             else:  # weights that overflow the model show first here: named, not warned about
                 saved = cfg.out is not None and owner  # fit saved its last step's weights
                 when = f"in the final evaluation, after step {job.trainer.step}"
-                try:
-                    with quiet_float_errors():
-                        out = kind.finish(cfg, job, result, t0)
-                except NonFiniteLogits:  # the final decoding (test scores, samples) met them
-                    job.trainer.halt_on_non_finite_output(when, saved)
+                with job.trainer.overflow_named(when, saved):  # test scores, samples
+                    out = kind.finish(cfg, job, result, t0)
                 job.trainer.halt_if_not_finite(out.metrics, when, saved)
             out.rank = 0 if parallel is None else parallel.rank
             return out

@@ -42,6 +42,7 @@ learning-rate schedules).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -80,6 +81,18 @@ class TrainingDiverged(FloatingPointError):
     def __init__(self, message: str, step: int):
         super().__init__(message)
         self.step = step
+
+
+NOT_UPDATED = "the weights were not updated with it"  # found before the step's update
+NOT_SAVED = "this step's weights overflow the model and are not saved"  # found after it
+
+
+def diverged(what: str, step: int, lr: float, weights: str, hint: str = "") -> TrainingDiverged:
+    """The error of a run that diverged, for every trainer: ``what`` happened at ``step``
+    (with its ``lr``), what became of the ``weights`` (``NOT_UPDATED``, ``NOT_SAVED``, ...),
+    the advice, then ``hint``."""
+    return TrainingDiverged(f"training halted: {what} (lr {lr:.3g}); {weights}. Try a lower "
+                            f"learning rate, a longer warm-up or gradient clipping{hint}", step)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -423,13 +436,11 @@ class Trainer:
         cfg, step = self.config, self.step
         if self.evaluate is None or not cfg.eval_every or (step % cfg.eval_every and step != end):
             return False
-        try:
-            with quiet_float_errors():  # an overflowing model: named just below
-                metrics = self.run_eval()
-        except NonFiniteLogits:  # the evaluator's decoding met the overflow first
-            self.halt_on_non_finite_output(f"when evaluated after step {step}")
+        when = f"when evaluated after step {step}"
+        with self.overflow_named(when):
+            metrics = self.run_eval()
         bar.write(f"step {step:>6}  eval  {format_metrics(metrics)}")
-        self.halt_if_not_finite(metrics, f"when evaluated after step {step}")
+        self.halt_if_not_finite(metrics, when)
         self._window.t0 = time.perf_counter()  # tokens/s counts training time only
         return True
 
@@ -467,11 +478,17 @@ class Trainer:
             self._diverged(f"{bad[0]} became {metrics[bad[0]]} {when}", self.step,
                            weights="saved" if saved else "not saved")
 
-    def halt_on_non_finite_output(self, when: str, saved: bool = False):
-        """Raise ``TrainingDiverged`` for a decoder's ``NonFiniteLogits`` met ``when``: the
-        weights of step ``self.step`` overflow the model (``saved``: as above)."""
-        self._diverged(f"the model's output became NaN or inf {when}", self.step,
-                       weights="saved" if saved else "not saved")
+    @contextlib.contextmanager
+    def overflow_named(self, when: str, saved: bool = False):
+        """A block that evaluates the weights of step ``self.step`` (``when`` says which
+        evaluation): NumPy's float warnings off, and a decoder's ``NonFiniteLogits`` in it
+        raised as ``TrainingDiverged`` (``saved``: as in ``halt_if_not_finite``)."""
+        try:
+            with quiet_float_errors():
+                yield
+        except NonFiniteLogits:
+            self._diverged(f"the model's output became NaN or inf {when}", self.step,
+                           weights="saved" if saved else "not saved")
 
     def _diverged(self, what: str, step: int, weights: str = "not updated"):
         """Record and raise ``TrainingDiverged``. ``weights``: "not updated" (the loss or the
@@ -479,15 +496,12 @@ class Trainer:
         the update: its weights overflow the model; whether the checkpoint holds them)."""
         self.record({"kind": "diverged", "step": step, "message": what})
         ckpt = os.path.join(self.out_dir, "checkpoint.safetensors") if self.out_dir else None
-        state = {"not updated": "the weights were not updated with it",
-                 "not saved": "this step's weights overflow the model and are not saved",
+        state = {"not updated": NOT_UPDATED, "not saved": NOT_SAVED,
                  "saved": f"this step's weights overflow the model, and the checkpoint {ckpt} "
                           f"holds them"}[weights]
         hint = (f"; the last checkpoint is {ckpt}" if weights != "saved" and ckpt
                 and os.path.exists(ckpt) else "")
-        raise TrainingDiverged(f"training halted: {what} (lr {self.schedule(step):.3g}); {state}. "
-                               f"Try a lower learning rate, a longer warm-up or gradient "
-                               f"clipping{hint}", step)
+        raise diverged(what, step, self.schedule(step), state, hint)
 
     def record(self, rec: dict):
         """Append ``rec`` (JSON-able) to the history and to ``out_dir/metrics.jsonl``."""
